@@ -1,0 +1,118 @@
+//! `wharf run`.
+
+use std::path::{Path, PathBuf};
+
+use wharf::exec::{self, Mount, RunOptions};
+use wharf::store::Store;
+
+/// Arguments of `wharf run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Remove the container afterwards (wasm runs leave nothing behind; accepted for Docker compatibility).
+    #[arg(long)]
+    rm: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the host's).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Map a host directory (HOST:GUEST[:ro]).
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    volumes: Vec<String>,
+    /// Working directory inside the guest.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Module to run instead of the image's ENTRYPOINT.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Linear memory limit (e.g. 64m).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Wall-clock limit (e.g. 10s, 500ms).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Instruction budget (wasmtime fuel units).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Keep stdin open for the guest.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Platform to select from a multi-platform image.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Image name or id, or a path to a .wasm file.
+    image: String,
+    /// Arguments replacing the image's CMD.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Runs the command.
+pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
+    let _ = a.rm;
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
+        env.extend(
+            exec::parse_env_file(&text)
+                .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
+        );
+    }
+    for kv in &a.env {
+        if let Some(p) = exec::parse_env_arg(kv) {
+            env.push(p);
+        } else if kv.starts_with('=') || kv.is_empty() {
+            anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
+        }
+    }
+    let mut mounts = Vec::new();
+    for v in &a.volumes {
+        mounts.push(super::lib(v.parse::<Mount>())?);
+    }
+    let options = RunOptions {
+        args: if a.args.is_empty() {
+            None
+        } else {
+            Some(a.args.clone())
+        },
+        entrypoint: a.entrypoint,
+        env,
+        mounts,
+        workdir: a.workdir,
+        memory: a
+            .memory
+            .as_deref()
+            .map(exec::parse_bytes)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        timeout: a
+            .timeout
+            .as_deref()
+            .map(exec::parse_duration)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        fuel: a.fuel,
+        stdin: a.interactive,
+        ..RunOptions::default()
+    };
+    let is_file =
+        (a.image.ends_with(".wasm") || a.image.ends_with(".wat")) && Path::new(&a.image).is_file();
+    let outcome = if is_file {
+        super::lib(exec::run_file(
+            store,
+            Path::new(&a.image),
+            &a.args,
+            &options,
+        ))?
+    } else {
+        let tagged = super::lib(store.lookup(&a.image))?;
+        let image = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;
+        super::lib(exec::run_image(store, &a.image, &image, &options))?
+    };
+    if let Some(m) = outcome.exit.message() {
+        eprintln!("wharf: {m}");
+    }
+    Ok(outcome.exit.code())
+}

@@ -1,0 +1,450 @@
+//! The wasm executor: wasmtime + wasmtime-wasi, deny by default.
+//!
+//! A guest gets exactly what the [`Sandbox`] and [`RunOptions`] grant: the
+//! image filesystem read-only at `/` (read-write for build steps), the mapped
+//! directories as capability preopens, its args and env, and stdio. No
+//! network, no other host paths. Limits are wasm limits: a resource limiter
+//! for memory and tables, epoch interruption for the timeout, fuel for
+//! instructions.
+//!
+//! Compiled code is cached per module digest and engine configuration in
+//! the store (`wharf/modules/<digest>/<engine hash>.cwasm`).
+
+use std::hash::{Hash, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store as WasmStore, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{Exit, Mount, RunError, RunOptions, RunOutcome, Stdio};
+use crate::digest::Digest;
+use crate::store::Store;
+
+/// Largest output captured with [`Stdio::Capture`].
+const CAPTURE_LIMIT: usize = 64 << 20;
+
+/// The filesystem view of a guest.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Host directory shown at `/`, and whether it is read-only.
+    pub root: Option<(PathBuf, bool)>,
+    /// Further mapped directories.
+    pub mounts: Vec<Mount>,
+    /// The guest's working directory.
+    pub workdir: String,
+}
+
+/// Where the module's bytes come from.
+#[derive(Debug, Clone)]
+pub enum ModuleInput {
+    /// A file whose content has this digest (read only on a cache miss).
+    Blob {
+        /// The file.
+        path: PathBuf,
+        /// Its digest.
+        digest: Digest,
+    },
+    /// Bytes in memory.
+    Bytes {
+        /// The module.
+        bytes: Vec<u8>,
+        /// Their digest.
+        digest: Digest,
+    },
+}
+
+impl ModuleInput {
+    fn digest(&self) -> &Digest {
+        match self {
+            ModuleInput::Blob { digest, .. } | ModuleInput::Bytes { digest, .. } => digest,
+        }
+    }
+
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, RunError> {
+        match self {
+            ModuleInput::Blob { path, digest } => {
+                let b = fs_err::read(path)?;
+                if &Digest::of(&b) != digest {
+                    return Err(RunError::InvalidModule {
+                        what: path.display().to_string(),
+                        reason: format!("content does not match its digest {digest}"),
+                    });
+                }
+                Ok(b.into())
+            }
+            ModuleInput::Bytes { bytes, .. } => Ok(bytes.as_slice().into()),
+        }
+    }
+}
+
+/// A compiled guest.
+enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+/// Runs wasm guests, caching compiled code in the store.
+#[derive(Debug, Clone)]
+pub struct WasmExecutor {
+    store: Store,
+}
+
+struct Limiter {
+    memory: Option<usize>,
+    tables: Option<usize>,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.memory.is_some_and(|m| desired > m) {
+            self.hit = true;
+            wasmtime::bail!("memory limit exceeded");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.tables.is_some_and(|m| desired > m) {
+            self.hit = true;
+            wasmtime::bail!("table limit exceeded");
+        }
+        Ok(true)
+    }
+}
+
+struct P1Host {
+    wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    limiter: Limiter,
+}
+
+struct P2Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for P2Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine configuration wharf runs guests with. Epoch interruption is
+/// always on (so cached code is shared between runs with and without a
+/// timeout); fuel metering only when asked for, as it slows guests down.
+pub fn engine(fuel: bool) -> Result<Engine, RunError> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.consume_fuel(fuel);
+    config.wasm_component_model(true);
+    Engine::new(&config).map_err(|e| RunError::Engine(e.to_string()))
+}
+
+impl WasmExecutor {
+    /// An executor caching compiled code in `store`.
+    pub fn new(store: Store) -> WasmExecutor {
+        WasmExecutor { store }
+    }
+
+    fn cache_path(&self, engine: &Engine, module: &Digest) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        self.store
+            .module_cache_dir(module)
+            .join(format!("{:016x}.cwasm", h.finish()))
+    }
+
+    fn compile(
+        &self,
+        engine: &Engine,
+        input: &ModuleInput,
+        what: &str,
+    ) -> Result<Compiled, RunError> {
+        let cache = self.cache_path(engine, input.digest());
+        if cache.exists() {
+            let kind = Engine::detect_precompiled_file(&cache).ok().flatten();
+            let loaded = if kind == Some(wasmtime::Precompiled::Component) {
+                // SAFETY: the file was written by `compile` below from a
+                // verified module, atomically, into the store, and
+                // `deserialize_file` checks that it was produced by this
+                // engine version and configuration.
+                #[allow(unsafe_code)]
+                unsafe { Component::deserialize_file(engine, &cache) }.map(Compiled::Component)
+            } else {
+                // SAFETY: as above.
+                #[allow(unsafe_code)]
+                unsafe { Module::deserialize_file(engine, &cache) }.map(Compiled::Module)
+            };
+            match loaded {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::debug!(path = %cache.display(), error = %e, "discarding stale compiled module")
+                }
+            }
+        }
+        let bytes = input.bytes()?;
+        let invalid = |e: wasmtime::Error| RunError::InvalidModule {
+            what: what.to_owned(),
+            reason: first_line(&format!("{e:#}")),
+        };
+        let (compiled, serialized) = if crate::image::is_component(&bytes) {
+            let c = Component::new(engine, &bytes).map_err(invalid)?;
+            let s = c.serialize().map_err(|e| RunError::Engine(e.to_string()))?;
+            (Compiled::Component(c), s)
+        } else {
+            let m = Module::new(engine, &bytes).map_err(invalid)?;
+            let s = m.serialize().map_err(|e| RunError::Engine(e.to_string()))?;
+            (Compiled::Module(m), s)
+        };
+        let dir = cache.parent().expect("cache path has a parent");
+        if fs_err::create_dir_all(dir).is_ok() {
+            if let Err(e) = self.store.write_file_atomic(&cache, &serialized) {
+                tracing::warn!(error = %e, "could not cache compiled module");
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// Runs `module` with `argv` and `env` inside `sandbox`.
+    pub fn run(
+        &self,
+        module: &ModuleInput,
+        argv: &[String],
+        env: &[(String, String)],
+        sandbox: &Sandbox,
+        options: &RunOptions,
+    ) -> Result<RunOutcome, RunError> {
+        let engine = engine(options.fuel.is_some())?;
+        let what = argv
+            .first()
+            .cloned()
+            .unwrap_or_else(|| module.digest().to_string());
+        let compiled = self.compile(&engine, module, &what)?;
+
+        let mut b = WasiCtxBuilder::new();
+        b.args(argv);
+        b.envs(env);
+        if sandbox.workdir != "/" {
+            b.initial_cwd(&sandbox.workdir);
+        }
+        if options.stdin {
+            b.stdin(wasmtime_wasi::cli::stdin());
+        }
+        let out_pipe = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let err_pipe = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        match options.stdout {
+            Stdio::Inherit => {
+                b.stdout(wasmtime_wasi::cli::stdout());
+            }
+            Stdio::Capture => {
+                b.stdout(out_pipe.clone());
+            }
+            Stdio::Null => {}
+        }
+        match options.stderr {
+            Stdio::Inherit => {
+                b.stderr(wasmtime_wasi::cli::stderr());
+            }
+            Stdio::Capture => {
+                b.stderr(err_pipe.clone());
+            }
+            Stdio::Null => {}
+        }
+        if let Some((root, read_only)) = &sandbox.root {
+            preopen(&mut b, root, "/", *read_only, "/")?;
+        }
+        for m in &sandbox.mounts {
+            let spec = format!(
+                "{}:{}{}",
+                m.host.display(),
+                m.guest,
+                if m.read_only { ":ro" } else { "" }
+            );
+            let meta = std::fs::metadata(&m.host).map_err(|e| RunError::Mount {
+                mount: spec.clone(),
+                reason: format!("host path {}: {e}", m.host.display()),
+            })?;
+            if !meta.is_dir() {
+                return Err(RunError::Mount {
+                    mount: spec,
+                    reason: "the host path is not a directory (wasm guests can only be given directories)".into(),
+                });
+            }
+            preopen(&mut b, &m.host, &m.guest, m.read_only, &spec)?;
+        }
+        let limiter = Limiter {
+            memory: options.memory.map(|m| m as usize),
+            tables: options.memory.map(|m| (m / 16) as usize),
+            hit: false,
+        };
+
+        // The timeout: a thread bumps the epoch unless the run ends first.
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let timer = options.timeout.map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(t) {
+                    engine.increment_epoch();
+                }
+            })
+        });
+
+        let result = match compiled {
+            Compiled::Module(m) => {
+                let mut store = WasmStore::new(
+                    &engine,
+                    P1Host {
+                        wasi: b.build_p1(),
+                        limiter,
+                    },
+                );
+                self.prepare_store(&mut store, options, |h| &mut h.limiter)?;
+                let mut linker: Linker<P1Host> = Linker::new(&engine);
+                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi)
+                    .map_err(|e| RunError::Engine(e.to_string()))?;
+                let missing: Vec<String> = m
+                    .imports()
+                    .filter(|i| linker.get_by_import(&mut store, i).is_none())
+                    .map(|i| format!("{}::{}", i.module(), i.name()))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(RunError::MissingImport {
+                        what,
+                        imports: missing.join(", "),
+                    });
+                }
+                let r = linker.instantiate(&mut store, &m).and_then(|inst| {
+                    match inst.get_typed_func::<(), ()>(&mut store, "_start") {
+                        Ok(f) => f.call(&mut store, ()),
+                        // A reactor module has nothing to run.
+                        Err(_) if inst.get_export(&mut store, "_initialize").is_some() => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                });
+                classify(r.map(|()| 0), store.data().limiter.hit, options)
+            }
+            Compiled::Component(c) => {
+                let mut store = WasmStore::new(
+                    &engine,
+                    P2Host {
+                        ctx: b.build(),
+                        table: ResourceTable::new(),
+                        limiter,
+                    },
+                );
+                self.prepare_store(&mut store, options, |h| &mut h.limiter)?;
+                let mut linker: wasmtime::component::Linker<P2Host> =
+                    wasmtime::component::Linker::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .map_err(|e| RunError::Engine(e.to_string()))?;
+                let pre = linker
+                    .instantiate_pre(&c)
+                    .map_err(|e| RunError::MissingImport {
+                        what: what.clone(),
+                        imports: first_line(&format!("{e:#}")),
+                    })?;
+                let pre = wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
+                    RunError::InvalidModule {
+                        what: what.clone(),
+                        reason: format!(
+                            "not a wasi:cli command component: {}",
+                            first_line(&format!("{e:#}"))
+                        ),
+                    }
+                })?;
+                let r = pre
+                    .instantiate(&mut store)
+                    .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store))
+                    .map(|res| if res.is_ok() { 0 } else { 1 });
+                classify(r, store.data().limiter.hit, options)
+            }
+        };
+        drop(done_tx);
+        if let Some(t) = timer {
+            let _ = t.join();
+        }
+        Ok(RunOutcome {
+            exit: result,
+            stdout: out_pipe.contents().to_vec(),
+            stderr: err_pipe.contents().to_vec(),
+        })
+    }
+
+    fn prepare_store<T: 'static>(
+        &self,
+        store: &mut WasmStore<T>,
+        options: &RunOptions,
+        limiter: fn(&mut T) -> &mut Limiter,
+    ) -> Result<(), RunError> {
+        store.limiter(move |h| limiter(h) as &mut dyn ResourceLimiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        if let Some(f) = options.fuel {
+            store
+                .set_fuel(f)
+                .map_err(|e| RunError::Engine(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn preopen(
+    b: &mut WasiCtxBuilder,
+    host: &Path,
+    guest: &str,
+    read_only: bool,
+    spec: &str,
+) -> Result<(), RunError> {
+    let perms = if read_only {
+        FsPerms::ReadOnly
+    } else {
+        FsPerms::ReadWrite
+    };
+    b.preopened_dir(host, guest, perms)
+        .map_err(|e| RunError::Mount {
+            mount: spec.to_owned(),
+            reason: first_line(&format!("{e:#}")),
+        })?;
+    Ok(())
+}
+
+fn classify(r: wasmtime::Result<i32>, limit_hit: bool, options: &RunOptions) -> Exit {
+    match r {
+        Ok(code) => Exit::Code(code),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return Exit::Code(exit.0);
+            }
+            if limit_hit {
+                return Exit::MemoryLimit(options.memory.unwrap_or(0));
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Exit::Timeout(options.timeout.unwrap_or_default()),
+                Some(Trap::OutOfFuel) => Exit::OutOfFuel(options.fuel.unwrap_or(0)),
+                Some(t) => Exit::Trap(t.to_string()),
+                None => Exit::Trap(first_line(&format!("{e:#}"))),
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_owned()
+}

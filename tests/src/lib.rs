@@ -1,0 +1,1 @@
+//! End-to-end tests for wharf (see e2e/).
