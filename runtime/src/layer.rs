@@ -366,8 +366,15 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
         }
         let path = join(&comps);
         if !parent.as_os_str().is_empty() {
-            root.create_dir_all(&parent)
-                .map_err(|e| escape_or(e, &hostile, &io_err))?;
+            root.create_dir_all(&parent).map_err(|e| {
+                // A parent that exists but cannot be opened as a directory
+                // inside the root is a symlink planted to lead outside.
+                if root.metadata(&parent).is_err() {
+                    hostile("resolves outside the layer root (through a symlink)")
+                } else {
+                    escape_or(e, &hostile, &io_err)
+                }
+            })?;
         }
         let etype = entry.header().entry_type();
         let mode = entry.header().mode().map_err(io_err)? & 0o7777;
@@ -653,8 +660,23 @@ mod tests {
                 raw_entry(b, "up/pwned", tar::EntryType::Regular, None, b"x");
             }),
         );
-        assert!(unpack_layer(&store, &layer, None, dest.path()).is_err());
+        let err = unpack_layer(&store, &layer, None, dest.path()).unwrap_err();
+        assert!(matches!(err, LayerError::Hostile { .. }), "{err}");
         assert!(!outside.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn dotdot_symlink_parents_are_rejected() {
+        let (_r, store, _o, dest) = setup();
+        let layer = put(
+            &store,
+            &tar_gz(|b| {
+                raw_entry(b, "up", tar::EntryType::Symlink, Some("../../../../../../../../.."), b"");
+                raw_entry(b, "up/pwned", tar::EntryType::Regular, None, b"x");
+            }),
+        );
+        let err = unpack_layer(&store, &layer, None, dest.path()).unwrap_err();
+        assert!(matches!(err, LayerError::Hostile { .. }), "{err}");
     }
 
     #[test]

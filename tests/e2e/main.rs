@@ -1,1 +1,9 @@
-fn main() {}
+//! End-to-end tests: each drives the real `wharf` binary on a fresh store
+//! root, with the real example guests from `examples/`.
+
+mod harness;
+
+mod build;
+mod images;
+mod run;
+mod sandbox;

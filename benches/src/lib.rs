@@ -1,0 +1,1 @@
+//! Benchmarks for wharf: see benches/README.md.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds wharf and the hello example, then runs it: Build -> Run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null
+cargo build --bin wharf
+bash examples/build.sh
+root=${WHARF_ROOT:-$(mktemp -d)}
+target/debug/wharf --root "$root" build -t hello examples/hello
+target/debug/wharf --root "$root" run hello from the quick start

@@ -1,0 +1,110 @@
+//! `wharf run`: args, env, exit codes, limits, the compiled-module cache.
+
+use crate::harness::Env;
+
+#[test]
+fn env_layers_in_docker_order() {
+    let env = Env::new();
+    env.probe();
+    let file = env.path("env.list");
+    std::fs::write(&file, "# comment\nFROM_FILE=1\nBOTH=file\n").unwrap();
+    let out = env.wharf(&["run", "--env-file", &file, "-e", "BOTH=flag", "-e", "X=y=z", "probe", "env"]).ok().stdout;
+    assert!(out.contains("FROM_FILE=1\n"), "{out}");
+    assert!(out.contains("BOTH=flag\n"), "{out}");
+    assert!(out.contains("X=y=z\n"), "{out}");
+    assert!(!out.contains("HOME="), "host env must not leak: {out}");
+}
+
+#[test]
+fn exit_codes_pass_through_and_failures_are_distinct() {
+    let env = Env::new();
+    env.probe();
+    assert_eq!(env.wharf(&["run", "probe", "exit", "7"]).code, 7);
+    env.wharf(&["run", "probe", "trap"]).fails(134, "guest trapped");
+    env.wharf(&["run", "--memory", "16m", "probe", "alloc", "64"]).fails(137, "memory limit of 16777216 bytes exceeded");
+    env.wharf(&["run", "--memory", "64m", "probe", "alloc", "8"]).ok();
+    env.wharf(&["run", "--timeout", "300ms", "probe", "spin"]).fails(124, "timeout of 300ms exceeded");
+    env.wharf(&["run", "--fuel", "1000000", "probe", "spin"]).fails(152, "fuel limit of 1000000 exhausted");
+    env.wharf(&["run", "--entrypoint", "/nope.wasm", "probe"]).fails(127, "/nope.wasm not found");
+    env.wharf(&["run", "nosuchimage"]).fails(125, "no such image");
+    env.wharf(&["run", "Bad:Ref:"]).fails(125, "Bad:Ref:");
+}
+
+#[test]
+fn unsatisfiable_imports_and_bad_modules_are_named() {
+    let env = Env::new();
+    let wat = env.path("needs.wat");
+    std::fs::write(&wat, r#"(module (import "env" "host_magic" (func)) (func (export "_start")))"#).unwrap();
+    env.wharf(&["run", &wat]).fails(126, "env::host_magic");
+    let trunc = env.path("trunc.wasm");
+    let full = std::fs::read(crate::harness::probe_wasm()).unwrap();
+    std::fs::write(&trunc, &full[..full.len() / 2]).unwrap();
+    env.wharf(&["run", &trunc]).fails(126, "not a valid WebAssembly module");
+    // A plain .wasm file runs with nothing mapped.
+    let r = env.wharf(&["run", crate::harness::probe_wasm().to_str().unwrap(), "exists", "/"]).ok();
+    assert_eq!(r.stdout, "no\n");
+}
+
+#[test]
+fn stdin_only_with_interactive() {
+    use std::io::Write;
+    let env = Env::new();
+    env.probe();
+    let mut child = env
+        .cmd(&["run", "-i", "probe", "stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
+    let mut child = env
+        .cmd(&["run", "probe", "stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"ignored\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
+
+#[test]
+fn compiled_modules_are_cached_per_engine() {
+    let env = Env::new();
+    env.build_example("hello", "hello");
+    let modules = env.root.path().join("wharf/modules");
+    let list = || {
+        let mut v: Vec<_> = walkdir(&modules);
+        v.sort();
+        v
+    };
+    assert!(list().is_empty());
+    env.wharf(&["run", "hello"]).ok();
+    let first = list();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let mtime = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
+    env.wharf(&["run", "hello"]).ok();
+    assert_eq!(std::fs::metadata(&first[0]).unwrap().modified().unwrap(), mtime, "second run reuses the cache");
+    // Fuel metering changes the generated code: a separate entry.
+    env.wharf(&["run", "--fuel", "100000000", "hello"]).ok();
+    assert_eq!(list().len(), 2);
+    // A corrupt cache entry is recompiled, not trusted.
+    std::fs::write(&first[0], b"garbage").unwrap();
+    assert_eq!(env.wharf(&["run", "hello"]).ok().stdout, "Hello from wharf!\ngreeting: ahoy\n");
+}
+
+fn walkdir(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walkdir(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
