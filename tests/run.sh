@@ -23,4 +23,7 @@ fi
 rustup target add wasm32-wasip1 wasm32-wasip2
 
 cargo fmt --all -- --check
+# The end-to-end tests drive target/debug/wharf, which `cargo test` alone
+# does not build.
+cargo build --workspace
 cargo test --workspace

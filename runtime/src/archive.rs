@@ -183,7 +183,10 @@ pub fn load(store: &Store, path: &Path) -> Result<Vec<String>> {
         for e in ar.entries()? {
             let e = e?;
             let name = clean(&String::from_utf8_lossy(&e.path_bytes()));
-            if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            if let Some(hex) = name
+                .strip_prefix("blobs/sha256/")
+                .filter(|h| !h.is_empty() && e.header().entry_type().is_file())
+            {
                 let d = Digest::from_hex(hex)
                     .map_err(|_| format_err(format!("bad blob name {name}")))?;
                 let size = e.size();

@@ -671,7 +671,13 @@ mod tests {
         let layer = put(
             &store,
             &tar_gz(|b| {
-                raw_entry(b, "up", tar::EntryType::Symlink, Some("../../../../../../../../.."), b"");
+                raw_entry(
+                    b,
+                    "up",
+                    tar::EntryType::Symlink,
+                    Some("../../../../../../../../.."),
+                    b"",
+                );
                 raw_entry(b, "up/pwned", tar::EntryType::Regular, None, b"x");
             }),
         );

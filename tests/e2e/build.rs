@@ -8,11 +8,15 @@ fn hello_builds_and_runs_end_to_end() {
     env.build_example("hello", "hello");
     let r = env.wharf(&["run", "hello", "a", "b"]).ok();
     assert_eq!(r.stdout, "Hello from wharf!\nargs: a b\ngreeting: ahoy\n");
-    let v: serde_json::Value = serde_json::from_str(&env.wharf(&["inspect", "hello"]).ok().stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "hello"]).ok().stdout).unwrap();
     assert_eq!(v[0]["Os"], "wasip1");
     assert_eq!(v[0]["Architecture"], "wasm");
     assert_eq!(v[0]["Config"]["Entrypoint"][0], "/hello.wasm");
-    assert_eq!(v[0]["Config"]["Labels"]["org.opencontainers.image.description"], "wharf hello example");
+    assert_eq!(
+        v[0]["Config"]["Labels"]["org.opencontainers.image.description"],
+        "wharf hello example"
+    );
 }
 
 #[test]
@@ -21,7 +25,8 @@ fn component_images_are_wasip2() {
     env.build_example("hello-p2", "hello-p2");
     let r = env.wharf(&["run", "hello-p2", "x"]).ok();
     assert_eq!(r.stdout, "Hello from a wharf component!\nargs: x\n");
-    let v: serde_json::Value = serde_json::from_str(&env.wharf(&["inspect", "hello-p2"]).ok().stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "hello-p2"]).ok().stdout).unwrap();
     assert_eq!(v[0]["Os"], "wasip2");
 }
 
@@ -30,19 +35,56 @@ fn rebuild_is_cached_and_digests_are_reproducible() {
     let a = Env::new();
     let b = Env::new();
     let ctx = examples().join("hello");
-    let first = a.wharf(&["build", "-t", "hello", ctx.to_str().unwrap()]).ok();
+    let first = a
+        .wharf(&["build", "-t", "hello", ctx.to_str().unwrap()])
+        .ok();
     assert!(!first.stderr.contains("CACHED"));
-    let again = a.wharf(&["build", "-t", "hello", ctx.to_str().unwrap()]).ok();
-    assert_eq!(again.stderr.matches("CACHED").count(), 4, "{}", again.stderr);
+    let again = a
+        .wharf(&["build", "-t", "hello", ctx.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        again.stderr.matches("CACHED").count(),
+        4,
+        "{}",
+        again.stderr
+    );
     assert_eq!(first.stdout, again.stdout);
-    let other = b.wharf(&["build", "--no-cache", "-t", "hello", ctx.to_str().unwrap()]).ok();
+    let other = b
+        .wharf(&["build", "--no-cache", "-t", "hello", ctx.to_str().unwrap()])
+        .ok();
     assert!(!other.stderr.contains("CACHED"));
     assert_eq!(first.stdout, other.stdout, "same context, same image id");
     let digest = |e: &Env| {
-        let v: serde_json::Value = serde_json::from_str(&e.wharf(&["inspect", "hello"]).ok().stdout).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&e.wharf(&["inspect", "hello"]).ok().stdout).unwrap();
         v[0]["Descriptor"]["digest"].as_str().unwrap().to_owned()
     };
     assert_eq!(digest(&a), digest(&b));
+}
+
+#[test]
+fn build_args_are_part_of_the_cache_key() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", b"FROM scratch\nARG V=one\nLABEL v=$V\n")],
+    );
+    let label = |v: &str| {
+        env.wharf(&[
+            "build",
+            "--build-arg",
+            &format!("V={v}"),
+            "-t",
+            "lbl",
+            ctx.to_str().unwrap(),
+        ])
+        .ok();
+        let out: serde_json::Value =
+            serde_json::from_str(&env.wharf(&["inspect", "lbl"]).ok().stdout).unwrap();
+        out[0]["Config"]["Labels"]["v"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(label("one"), "one");
+    assert_eq!(label("two"), "two");
 }
 
 #[test]
@@ -54,13 +96,32 @@ fn wasm_run_steps_change_the_filesystem() {
         "ctx",
         &[
             ("probe.wasm", &probe),
-            ("Dockerfile", b"FROM build-step\nCOPY probe.wasm /probe.wasm\nENTRYPOINT [\"/probe.wasm\"]\n"),
+            (
+                "Dockerfile",
+                b"FROM build-step\nCOPY probe.wasm /probe.wasm\nENTRYPOINT [\"/probe.wasm\"]\n",
+            ),
         ],
     );
-    env.wharf(&["build", "-t", "check", ctx.to_str().unwrap()]).ok();
-    assert_eq!(env.wharf(&["run", "check", "cat", "/generated.txt"]).ok().stdout, "made at build time\n");
-    assert_eq!(env.wharf(&["run", "check", "cat", "/second.txt"]).ok().stdout, "shell-form-too\n");
-    assert_eq!(env.wharf(&["run", "check", "exists", "/tmp-remove-me"]).ok().stdout, "no\n");
+    env.wharf(&["build", "-t", "check", ctx.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        env.wharf(&["run", "check", "cat", "/generated.txt"])
+            .ok()
+            .stdout,
+        "made at build time\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "check", "cat", "/second.txt"])
+            .ok()
+            .stdout,
+        "shell-form-too\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "check", "exists", "/tmp-remove-me"])
+            .ok()
+            .stdout,
+        "no\n"
+    );
 }
 
 #[test]
@@ -98,24 +159,63 @@ CMD ["env"]
             (".dockerignore", b"secret.txt\n**/*.log\n"),
         ],
     );
-    env.wharf(&["build", "--build-arg", "WHO=wharf", "-t", "multi", ctx.to_str().unwrap()]).ok();
-    assert_eq!(env.wharf(&["run", "multi", "cat", "/a.txt"]).ok().stdout, "A\n");
-    assert_eq!(env.wharf(&["run", "multi", "ls", "/copied"]).ok().stdout, "keep\n");
+    env.wharf(&[
+        "build",
+        "--build-arg",
+        "WHO=wharf",
+        "-t",
+        "multi",
+        ctx.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        env.wharf(&["run", "multi", "cat", "/a.txt"]).ok().stdout,
+        "A\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "multi", "ls", "/copied"]).ok().stdout,
+        "keep\n"
+    );
     // The final stage does not inherit the first stage's ENV or ARG.
     let out = env.wharf(&["run", "multi"]).ok().stdout;
     assert!(out.contains("WHO=unset"), "{out}");
     assert!(!out.contains("GREETING"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&env.wharf(&["inspect", "multi"]).ok().stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "multi"]).ok().stdout).unwrap();
     assert_eq!(v[0]["Config"]["WorkingDir"], "/bin");
     assert_eq!(v[0]["Config"]["Cmd"][0], "env");
     // Stage 1 content, inspected through a build that uses it as the final stage.
-    let df2 = String::from_utf8_lossy(dockerfile).replace("FROM scratch\nCOPY --from", "FROM files AS last\nCOPY --from");
+    let df2 = String::from_utf8_lossy(dockerfile).replace(
+        "FROM scratch\nCOPY --from",
+        "FROM files AS last\nCOPY --from",
+    );
     std::fs::write(ctx.join("Dockerfile"), df2).unwrap();
-    env.wharf(&["build", "--build-arg", "WHO=wharf", "-t", "stage1", ctx.to_str().unwrap()]).ok();
-    let envs = env.wharf(&["run", "--entrypoint", "/bin/probe.wasm", "stage1", "env"]).ok().stdout;
+    env.wharf(&[
+        "build",
+        "--build-arg",
+        "WHO=wharf",
+        "-t",
+        "stage1",
+        ctx.to_str().unwrap(),
+    ])
+    .ok();
+    let envs = env
+        .wharf(&["run", "--entrypoint", "/bin/probe.wasm", "stage1", "env"])
+        .ok()
+        .stdout;
     assert!(envs.contains("GREETING=hello wharf\n"), "{envs}");
     assert!(envs.contains("EMPTY=fallback\n"), "{envs}");
-    let texts = env.wharf(&["run", "--entrypoint", "/bin/probe.wasm", "stage1", "ls", "/texts"]).ok().stdout;
+    let texts = env
+        .wharf(&[
+            "run",
+            "--entrypoint",
+            "/bin/probe.wasm",
+            "stage1",
+            "ls",
+            "/texts",
+        ])
+        .ok()
+        .stdout;
     assert_eq!(texts, "a.txt\nb.txt\n", "secret.txt is ignored");
 }
 
@@ -123,9 +223,25 @@ CMD ["env"]
 fn artifact_format_runs() {
     let env = Env::new();
     let ctx = examples().join("hello");
-    env.wharf(&["build", "--format", "artifact", "-t", "art", ctx.to_str().unwrap()]).ok();
-    assert_eq!(env.wharf(&["run", "art"]).ok().stdout, "Hello from wharf!\n");
-    let v: serde_json::Value = serde_json::from_str(&env.wharf(&["inspect", "art"]).ok().stdout).unwrap();
+    env.wharf(&[
+        "build",
+        "--format",
+        "artifact",
+        "-t",
+        "art",
+        ctx.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        env.wharf(&["run", "art"]).ok().stdout,
+        "Hello from wharf!\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "art", "x", "y"]).ok().stdout,
+        "Hello from wharf!\nargs: x y\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "art"]).ok().stdout).unwrap();
     assert_eq!(v[0]["WasmModule"]["MediaType"], "application/wasm");
 }
 
@@ -134,10 +250,25 @@ fn malformed_dockerfile_names_file_line_and_text() {
     let env = Env::new();
     env.build_example("hello", "hello");
     let before = env.store_state();
-    let ctx = env.context("bad", &[("Dockerfile", b"FROM scratch\n# comment\nCOPY a \\\n  /b\nFROBNICATE now\n"), ("a", b"x")]);
-    let r = env.wharf(&["build", "-t", "bad", ctx.to_str().unwrap()]).fails(125, "Dockerfile:5");
+    let ctx = env.context(
+        "bad",
+        &[
+            (
+                "Dockerfile",
+                b"FROM scratch\n# comment\nCOPY a \\\n  /b\nFROBNICATE now\n",
+            ),
+            ("a", b"x"),
+        ],
+    );
+    let r = env
+        .wharf(&["build", "-t", "bad", ctx.to_str().unwrap()])
+        .fails(125, "Dockerfile:5");
     assert!(r.stderr.contains("FROBNICATE now"), "{}", r.stderr);
-    assert!(r.stderr.to_lowercase().contains("unknown instruction"), "{}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("unknown instruction"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(env.store_state(), before, "store unchanged");
 }
 
@@ -145,30 +276,50 @@ fn malformed_dockerfile_names_file_line_and_text() {
 fn copy_outside_the_context_is_refused() {
     let env = Env::new();
     let outside = env.context("outside", &[("secret", b"top secret")]);
-    let ctx = env.context("ctx", &[("Dockerfile", b"FROM scratch\nCOPY ../outside/secret /s\n")]);
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", b"FROM scratch\nCOPY ../outside/secret /s\n")],
+    );
     env.wharf(&["images"]).ok();
     let before = env.store_state();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "outside the build context");
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "outside the build context");
     // A symlink pointing out of the context is refused too.
     std::os::unix::fs::symlink(outside.join("secret"), ctx.join("link")).unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY link /s\n").unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "link");
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "link");
     assert_eq!(env.store_state(), before);
 }
 
 #[test]
 fn unsupported_build_features_fail_clearly() {
     let env = Env::new();
-    let ctx = env.context("ctx", &[("Dockerfile", b"FROM scratch\nADD https://example.com/x /x\n")]);
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "not supported offline");
-    std::fs::write(ctx.join("Dockerfile"), "FROM --platform=linux/amd64 scratch\nRUN echo hi\n").unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "Linux backend");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            b"FROM scratch\nADD https://example.com/x /x\n",
+        )],
+    );
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "not supported offline");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=linux/amd64 scratch\nRUN echo hi\n",
+    )
+    .unwrap();
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "Linux backend");
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN echo hi\n").unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, ".wasm program");
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, ".wasm program");
     std::fs::write(ctx.join("Dockerfile"), "FROM nosuchimage\n").unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "no such image");
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "no such image");
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY missing /m\n").unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()]).fails(125, "not found in the build context");
+    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+        .fails(125, "not found in the build context");
 }
 
 #[test]
@@ -179,7 +330,9 @@ fn add_unpacks_local_tar_archives() {
     h.set_size(3);
     h.set_mode(0o644);
     h.set_cksum();
-    tarball.append_data(&mut h, "inner/file.txt", &b"in\n"[..]).unwrap();
+    tarball
+        .append_data(&mut h, "inner/file.txt", &b"in\n"[..])
+        .unwrap();
     let tarball = tarball.into_inner().unwrap();
     let probe = std::fs::read(probe_wasm()).unwrap();
     let ctx = env.context(
@@ -190,8 +343,14 @@ fn add_unpacks_local_tar_archives() {
             ("Dockerfile", b"FROM scratch\nADD files.tar /unpacked/\nCOPY probe.wasm /probe.wasm\nENTRYPOINT [\"/probe.wasm\"]\n"),
         ],
     );
-    env.wharf(&["build", "-t", "add", ctx.to_str().unwrap()]).ok();
-    assert_eq!(env.wharf(&["run", "add", "cat", "/unpacked/inner/file.txt"]).ok().stdout, "in\n");
+    env.wharf(&["build", "-t", "add", ctx.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        env.wharf(&["run", "add", "cat", "/unpacked/inner/file.txt"])
+            .ok()
+            .stdout,
+        "in\n"
+    );
 }
 
 #[test]
@@ -199,11 +358,25 @@ fn concurrent_builds_share_one_root() {
     let env = Env::new();
     let ctx = examples().join("hello");
     let kids: Vec<_> = (0..3)
-        .map(|i| env.cmd(&["build", "-t", &format!("hello:{i}"), ctx.to_str().unwrap()]).output().unwrap())
+        .map(|i| {
+            env.cmd(&["build", "-t", &format!("hello:{i}"), ctx.to_str().unwrap()])
+                .output()
+                .unwrap()
+        })
         .collect();
     let _ = kids;
     let mut procs: Vec<_> = (0..4)
-        .map(|i| env.cmd(&["build", "--no-cache", "-t", &format!("par:{i}"), ctx.to_str().unwrap()]).spawn().unwrap())
+        .map(|i| {
+            env.cmd(&[
+                "build",
+                "--no-cache",
+                "-t",
+                &format!("par:{i}"),
+                ctx.to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap()
+        })
         .collect();
     for p in &mut procs {
         assert!(p.wait().unwrap().success());

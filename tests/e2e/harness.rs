@@ -5,7 +5,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The wharf binary built beside this test executable.
@@ -13,7 +16,11 @@ pub fn wharf_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("wharf");
-    assert!(bin.exists(), "{} missing: run the tests with `cargo test --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace` first (tests/run.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -21,7 +28,10 @@ pub fn wharf_bin() -> PathBuf {
 pub fn examples() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new("bash").arg(repo().join("examples/build.sh")).status().expect("run examples/build.sh");
+        let status = Command::new("bash")
+            .arg(repo().join("examples/build.sh"))
+            .status()
+            .expect("run examples/build.sh");
         assert!(status.success(), "examples/build.sh failed");
     });
     repo().join("examples")
@@ -55,15 +65,36 @@ impl Run {
 
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn fails(self, code: i32, needle: &str) -> Run {
-        assert_eq!(self.code, code, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
-        assert_eq!(self.stderr.trim().lines().filter(|l| l.starts_with("wharf:")).count(), 1, "one error line: {}", self.stderr);
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {}",
+            self.stderr
+        );
+        assert_eq!(
+            self.stderr
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("wharf:"))
+                .count(),
+            1,
+            "one error line: {}",
+            self.stderr
+        );
         self
     }
 }
@@ -91,7 +122,8 @@ impl Env {
     /// Builds an example image under `tag`.
     pub fn build_example(&self, name: &str, tag: &str) {
         let ctx = examples().join(name);
-        self.wharf(&["build", "-t", tag, ctx.to_str().unwrap()]).ok();
+        self.wharf(&["build", "-t", tag, ctx.to_str().unwrap()])
+            .ok();
     }
 
     /// Builds the probe image (`probe`) used by the sandbox tests.
@@ -133,13 +165,20 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
         if m.is_dir() {
             walk(base, &p, out);
         } else {
-            out.push((p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), m.len()));
+            out.push((
+                p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                m.len(),
+            ));
         }
     }
 }
 
 pub fn has(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Skips (with a printed reason) when a tool is missing outside CI; in CI
@@ -148,7 +187,10 @@ pub fn require(cmd: &str) -> bool {
     if has(cmd) {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "{cmd} is missing in CI: .ci/run must install it");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{cmd} is missing in CI: .ci/run must install it"
+    );
     eprintln!("skipping: {cmd} is not installed");
     false
 }

@@ -9,25 +9,44 @@ use crate::harness::{require, Env};
 fn tag_list_inspect_and_remove() {
     let env = Env::new();
     env.build_example("hello", "hello");
-    env.wharf(&["tag", "hello", "localhost:5000/team/hello:v1"]).ok();
+    env.wharf(&["tag", "hello", "localhost:5000/team/hello:v1"])
+        .ok();
     let list = env.wharf(&["images", "--format", "json"]).ok().stdout;
-    let rows: Vec<serde_json::Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = list
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().any(|r| r["Repository"] == "localhost:5000/team/hello" && r["Tag"] == "v1"));
+    assert!(rows
+        .iter()
+        .any(|r| r["Repository"] == "localhost:5000/team/hello" && r["Tag"] == "v1"));
     assert_eq!(rows[0]["ID"], rows[1]["ID"]);
-    let id = rows[0]["ID"].as_str().unwrap().trim_start_matches("sha256:")[..12].to_owned();
+    let id = rows[0]["ID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")[..12]
+        .to_owned();
     // An id with two names needs --force.
     env.wharf(&["rmi", &id]).fails(125, "ambiguous");
     env.wharf(&["run", "hello"]).ok();
     env.wharf(&["rmi", "hello"]).ok();
-    assert_eq!(env.wharf(&["run", "localhost:5000/team/hello:v1"]).ok().stdout, "Hello from wharf!\ngreeting: ahoy\n");
+    assert_eq!(
+        env.wharf(&["run", "localhost:5000/team/hello:v1"])
+            .ok()
+            .stdout,
+        "Hello from wharf!\ngreeting: ahoy\n"
+    );
     env.wharf(&["rmi", "localhost:5000/team/hello:v1"]).ok();
     assert_eq!(env.wharf(&["images", "-q"]).ok().stdout, "");
     // The last name gone, blobs and derived data go too.
     let leftovers = env
         .store_state()
         .into_iter()
-        .filter(|(p, _)| p.starts_with("blobs/") || p.starts_with("wharf/snapshots") || p.starts_with("wharf/modules"))
+        .filter(|(p, _)| {
+            p.starts_with("blobs/")
+                || p.starts_with("wharf/snapshots")
+                || p.starts_with("wharf/modules")
+        })
         .count();
     assert_eq!(leftovers, 0);
     env.wharf(&["inspect", "hello"]).fails(125, "no such image");
@@ -40,20 +59,40 @@ fn save_and_load_round_trip_through_skopeo() {
     let archive = env.path("hello.tar");
     env.wharf(&["save", "-o", &archive, "hello"]).ok();
     if require("skopeo") {
-        let out = std::process::Command::new("skopeo").args(["inspect", &format!("oci-archive:{archive}")]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", &format!("oci-archive:{archive}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["Os"], "wasip1");
         assert_eq!(v["Architecture"], "wasm");
         // skopeo reads the store itself as an OCI layout.
-        let layout = format!("oci:{}:docker.io/library/hello:latest", env.root.path().display());
-        let out = std::process::Command::new("skopeo").args(["inspect", &layout]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let layout = format!(
+            "oci:{}:docker.io/library/hello:latest",
+            env.root.path().display()
+        );
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", &layout])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let other = Env::new();
     let r = other.wharf(&["load", "-i", &archive]).ok();
     assert!(r.stdout.contains("hello:latest"), "{}", r.stdout);
-    assert_eq!(other.wharf(&["run", "hello"]).ok().stdout, "Hello from wharf!\ngreeting: ahoy\n");
+    assert_eq!(
+        other.wharf(&["run", "hello"]).ok().stdout,
+        "Hello from wharf!\ngreeting: ahoy\n"
+    );
 }
 
 #[test]
@@ -61,7 +100,10 @@ fn corrupt_blobs_are_detected_and_change_nothing() {
     let env = Env::new();
     env.build_example("hello", "hello");
     // Flip a byte in every layer-sized blob (the manifest/config are JSON).
-    for e in std::fs::read_dir(env.root.path().join("blobs/sha256")).unwrap().flatten() {
+    for e in std::fs::read_dir(env.root.path().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
         let bytes = std::fs::read(e.path()).unwrap();
         if bytes.first() != Some(&b'{') {
             let mut b = bytes.clone();
@@ -72,7 +114,11 @@ fn corrupt_blobs_are_detected_and_change_nothing() {
     }
     let before = env.store_state();
     env.wharf(&["run", "hello"]).fails(125, "corrupt");
-    assert_eq!(env.store_state(), before, "no snapshot or cache left behind");
+    assert_eq!(
+        env.store_state(),
+        before,
+        "no snapshot or cache left behind"
+    );
 }
 
 /// A docker-save style archive whose layer tries to climb out.
@@ -104,7 +150,10 @@ fn hostile_archive(path: &str, entry: &str, link: Option<&str>) {
         }
     }
     let layer = layer.into_inner().unwrap();
-    let diff = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&layer)));
+    let diff = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&layer))
+    );
     let config = serde_json::json!({
         "architecture": "wasm", "os": "wasip1",
         "config": { "Entrypoint": ["/x.wasm"] },
@@ -113,7 +162,11 @@ fn hostile_archive(path: &str, entry: &str, link: Option<&str>) {
     .to_string();
     let manifest = serde_json::json!([{ "Config": "config.json", "RepoTags": ["evil:latest"], "Layers": ["layer/layer.tar"] }]).to_string();
     let mut ar = tar::Builder::new(std::fs::File::create(path).unwrap());
-    for (name, data) in [("manifest.json", manifest.as_bytes()), ("config.json", config.as_bytes()), ("layer/layer.tar", &layer[..])] {
+    for (name, data) in [
+        ("manifest.json", manifest.as_bytes()),
+        ("config.json", config.as_bytes()),
+        ("layer/layer.tar", &layer[..]),
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -140,7 +193,11 @@ fn hostile_layers_are_rejected_without_touching_the_host() {
         let before = env.store_state();
         let r = env.wharf(&["run", "evil"]);
         assert_eq!(r.code, 125, "{entry}: {}", r.stderr);
-        assert!(r.stderr.contains("rejected") || r.stderr.contains("outside"), "{entry}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("rejected") || r.stderr.contains("outside"),
+            "{entry}: {}",
+            r.stderr
+        );
         assert_eq!(env.store_state(), before, "{entry}: store changed");
         assert!(!std::path::Path::new(&format!("{target}/pwned")).exists());
         assert!(!std::path::Path::new("/tmp/wharf-pwned").exists());

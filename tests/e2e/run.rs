@@ -8,7 +8,20 @@ fn env_layers_in_docker_order() {
     env.probe();
     let file = env.path("env.list");
     std::fs::write(&file, "# comment\nFROM_FILE=1\nBOTH=file\n").unwrap();
-    let out = env.wharf(&["run", "--env-file", &file, "-e", "BOTH=flag", "-e", "X=y=z", "probe", "env"]).ok().stdout;
+    let out = env
+        .wharf(&[
+            "run",
+            "--env-file",
+            &file,
+            "-e",
+            "BOTH=flag",
+            "-e",
+            "X=y=z",
+            "probe",
+            "env",
+        ])
+        .ok()
+        .stdout;
     assert!(out.contains("FROM_FILE=1\n"), "{out}");
     assert!(out.contains("BOTH=flag\n"), "{out}");
     assert!(out.contains("X=y=z\n"), "{out}");
@@ -20,13 +33,20 @@ fn exit_codes_pass_through_and_failures_are_distinct() {
     let env = Env::new();
     env.probe();
     assert_eq!(env.wharf(&["run", "probe", "exit", "7"]).code, 7);
-    env.wharf(&["run", "probe", "trap"]).fails(134, "guest trapped");
-    env.wharf(&["run", "--memory", "16m", "probe", "alloc", "64"]).fails(137, "memory limit of 16777216 bytes exceeded");
-    env.wharf(&["run", "--memory", "64m", "probe", "alloc", "8"]).ok();
-    env.wharf(&["run", "--timeout", "300ms", "probe", "spin"]).fails(124, "timeout of 300ms exceeded");
-    env.wharf(&["run", "--fuel", "1000000", "probe", "spin"]).fails(152, "fuel limit of 1000000 exhausted");
-    env.wharf(&["run", "--entrypoint", "/nope.wasm", "probe"]).fails(127, "/nope.wasm not found");
-    env.wharf(&["run", "nosuchimage"]).fails(125, "no such image");
+    env.wharf(&["run", "probe", "trap"])
+        .fails(134, "guest trapped");
+    env.wharf(&["run", "--memory", "16m", "probe", "alloc", "64"])
+        .fails(137, "memory limit of 16777216 bytes exceeded");
+    env.wharf(&["run", "--memory", "64m", "probe", "alloc", "8"])
+        .ok();
+    env.wharf(&["run", "--timeout", "300ms", "probe", "spin"])
+        .fails(124, "timeout of 300ms exceeded");
+    env.wharf(&["run", "--fuel", "1000000", "probe", "spin"])
+        .fails(152, "fuel limit of 1000000 exhausted");
+    env.wharf(&["run", "--entrypoint", "/nope.wasm", "probe"])
+        .fails(127, "/nope.wasm not found");
+    env.wharf(&["run", "nosuchimage"])
+        .fails(125, "no such image");
     env.wharf(&["run", "Bad:Ref:"]).fails(125, "Bad:Ref:");
 }
 
@@ -34,14 +54,26 @@ fn exit_codes_pass_through_and_failures_are_distinct() {
 fn unsatisfiable_imports_and_bad_modules_are_named() {
     let env = Env::new();
     let wat = env.path("needs.wat");
-    std::fs::write(&wat, r#"(module (import "env" "host_magic" (func)) (func (export "_start")))"#).unwrap();
+    std::fs::write(
+        &wat,
+        r#"(module (import "env" "host_magic" (func)) (func (export "_start")))"#,
+    )
+    .unwrap();
     env.wharf(&["run", &wat]).fails(126, "env::host_magic");
     let trunc = env.path("trunc.wasm");
     let full = std::fs::read(crate::harness::probe_wasm()).unwrap();
     std::fs::write(&trunc, &full[..full.len() / 2]).unwrap();
-    env.wharf(&["run", &trunc]).fails(126, "not a valid WebAssembly module");
+    env.wharf(&["run", &trunc])
+        .fails(126, "not a valid WebAssembly module");
     // A plain .wasm file runs with nothing mapped.
-    let r = env.wharf(&["run", crate::harness::probe_wasm().to_str().unwrap(), "exists", "/"]).ok();
+    let r = env
+        .wharf(&[
+            "run",
+            crate::harness::probe_wasm().to_str().unwrap(),
+            "exists",
+            "/",
+        ])
+        .ok();
     assert_eq!(r.stdout, "no\n");
 }
 
@@ -56,7 +88,12 @@ fn stdin_only_with_interactive() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
     let mut child = env
@@ -86,13 +123,20 @@ fn compiled_modules_are_cached_per_engine() {
     assert_eq!(first.len(), 1, "{first:?}");
     let mtime = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
     env.wharf(&["run", "hello"]).ok();
-    assert_eq!(std::fs::metadata(&first[0]).unwrap().modified().unwrap(), mtime, "second run reuses the cache");
+    assert_eq!(
+        std::fs::metadata(&first[0]).unwrap().modified().unwrap(),
+        mtime,
+        "second run reuses the cache"
+    );
     // Fuel metering changes the generated code: a separate entry.
     env.wharf(&["run", "--fuel", "100000000", "hello"]).ok();
     assert_eq!(list().len(), 2);
     // A corrupt cache entry is recompiled, not trusted.
     std::fs::write(&first[0], b"garbage").unwrap();
-    assert_eq!(env.wharf(&["run", "hello"]).ok().stdout, "Hello from wharf!\ngreeting: ahoy\n");
+    assert_eq!(
+        env.wharf(&["run", "hello"]).ok().stdout,
+        "Hello from wharf!\ngreeting: ahoy\n"
+    );
 }
 
 fn walkdir(p: &std::path::Path) -> Vec<std::path::PathBuf> {

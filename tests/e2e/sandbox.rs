@@ -38,7 +38,10 @@ fn read_only_mappings_refuse_every_write() {
         let r = run(&op);
         assert_ne!(r.code, 0, "{op:?} succeeded: {}", r.stdout);
     }
-    assert_eq!(std::fs::read_to_string(format!("{ro}/file")).unwrap(), "original");
+    assert_eq!(
+        std::fs::read_to_string(format!("{ro}/file")).unwrap(),
+        "original"
+    );
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 1);
     assert!(!std::path::Path::new(&format!("{rw}/stolen")).exists());
     // A hard link from the read-only mapping into the writable one would let
@@ -47,7 +50,10 @@ fn read_only_mappings_refuse_every_write() {
     assert_ne!(r.code, 0, "hardlink across mappings succeeded");
     // The writable mapping works and the host sees the result.
     run(&["write", "/rw/out", "from guest"]).ok();
-    assert_eq!(std::fs::read_to_string(format!("{rw}/out")).unwrap(), "from guest");
+    assert_eq!(
+        std::fs::read_to_string(format!("{rw}/out")).unwrap(),
+        "from guest"
+    );
 }
 
 #[test]
@@ -59,15 +65,39 @@ fn nothing_outside_the_mappings_is_reachable() {
     std::os::unix::fs::symlink("../secret", format!("{rw}/rel-link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent", format!("{rw}/dangling")).unwrap();
     let vrw = format!("{rw}:/rw");
-    for path in ["/rw/../secret", "/rw/abs-link", "/rw/rel-link", "/rw/dangling/x", "/etc/passwd", "/rw/abs-link/", "../../../../etc/passwd"] {
+    for path in [
+        "/rw/../secret",
+        "/rw/abs-link",
+        "/rw/rel-link",
+        "/rw/dangling/x",
+        "/etc/passwd",
+        "/rw/abs-link/",
+        "../../../../etc/passwd",
+    ] {
         let r = env.wharf(&["run", "-v", &vrw, "probe", "cat", path]);
         assert_ne!(r.code, 0, "{path} was readable: {}", r.stdout);
-        assert!(!r.stdout.contains("host secret") && !r.stdout.contains("root:"), "{path}: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("host secret") && !r.stdout.contains("root:"),
+            "{path}: {}",
+            r.stdout
+        );
     }
-    let r = env.wharf(&["run", "-v", &vrw, "probe", "symlink", "/etc/passwd", "/rw/planted"]);
+    let r = env.wharf(&[
+        "run",
+        "-v",
+        &vrw,
+        "probe",
+        "symlink",
+        "/etc/passwd",
+        "/rw/planted",
+    ]);
     if r.code == 0 {
         // Planting an absolute link is harmless only if it cannot be followed.
-        assert_ne!(env.wharf(&["run", "-v", &vrw, "probe", "cat", "/rw/planted"]).code, 0);
+        assert_ne!(
+            env.wharf(&["run", "-v", &vrw, "probe", "cat", "/rw/planted"])
+                .code,
+            0
+        );
     }
     let r = env.wharf(&["run", "-v", &vrw, "probe", "write", "/rw/../escaped", "x"]);
     assert_ne!(r.code, 0);
@@ -78,13 +108,35 @@ fn nothing_outside_the_mappings_is_reachable() {
 fn image_filesystem_is_read_only_and_hides_the_module() {
     let env = Env::new();
     env.probe();
-    assert_eq!(env.wharf(&["run", "probe", "cat", "/data/hello.txt"]).ok().stdout, "image data\n");
-    assert_ne!(env.wharf(&["run", "probe", "write", "/data/hello.txt", "x"]).code, 0);
+    assert_eq!(
+        env.wharf(&["run", "probe", "cat", "/data/hello.txt"])
+            .ok()
+            .stdout,
+        "image data\n"
+    );
+    assert_ne!(
+        env.wharf(&["run", "probe", "write", "/data/hello.txt", "x"])
+            .code,
+        0
+    );
     assert_ne!(env.wharf(&["run", "probe", "write", "/new", "x"]).code, 0);
-    assert_eq!(env.wharf(&["run", "probe", "exists", "/probe.wasm"]).ok().stdout, "no\n");
-    assert_eq!(env.wharf(&["run", "probe", "ls", "/"]).ok().stdout, "data\n");
+    assert_eq!(
+        env.wharf(&["run", "probe", "exists", "/probe.wasm"])
+            .ok()
+            .stdout,
+        "no\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "probe", "ls", "/"]).ok().stdout,
+        "data\n"
+    );
     // And the next run sees the pristine image.
-    assert_eq!(env.wharf(&["run", "probe", "cat", "/data/hello.txt"]).ok().stdout, "image data\n");
+    assert_eq!(
+        env.wharf(&["run", "probe", "cat", "/data/hello.txt"])
+            .ok()
+            .stdout,
+        "image data\n"
+    );
 }
 
 #[test]
@@ -92,9 +144,12 @@ fn bad_mappings_fail_before_start() {
     let env = Env::new();
     env.probe();
     let missing = env.path("missing");
-    env.wharf(&["run", "-v", &format!("{missing}:/m"), "probe", "ls", "/m"]).fails(125, &missing);
+    env.wharf(&["run", "-v", &format!("{missing}:/m"), "probe", "ls", "/m"])
+        .fails(125, &missing);
     let file = env.path("plain-file");
     std::fs::write(&file, "x").unwrap();
-    env.wharf(&["run", "-v", &format!("{file}:/m"), "probe", "ls", "/m"]).fails(125, "not a directory");
-    env.wharf(&["run", "-v", "relative-guest", "probe"]).fails(125, "HOST:GUEST");
+    env.wharf(&["run", "-v", &format!("{file}:/m"), "probe", "ls", "/m"])
+        .fails(125, "not a directory");
+    env.wharf(&["run", "-v", "relative-guest", "probe"])
+        .fails(125, "HOST:GUEST");
 }

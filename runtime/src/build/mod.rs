@@ -667,6 +667,16 @@ impl Builder<'_> {
         key.update(text.as_bytes());
         key.update(b"\0");
         key.update(inputs.finish().to_string().as_bytes());
+        // Build args and ENV can change what an unexpanded instruction
+        // means, and SOURCE_DATE_EPOCH changes layer mtimes and history.
+        let mut visible: Vec<_> = vars.iter().collect();
+        visible.sort();
+        key.update(
+            canonical_json(&visible)
+                .expect("strings serialise")
+                .as_slice(),
+        );
+        key.update(self.created.as_bytes());
         let key = key.finish();
         if !self.options.no_cache {
             if let Some(hit) = self.cache_get(&key) {

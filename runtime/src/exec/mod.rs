@@ -419,10 +419,16 @@ pub fn run_image(
             }
         }
     };
-    let argv = if argv.is_empty() {
-        vec!["module.wasm".to_owned()]
-    } else {
-        argv
+    // A module carried in its own layer has no path: argv[0] is a name for
+    // it and every given argument reaches the guest.
+    let named = options.entrypoint.is_some()
+        || process.entrypoint().as_ref().is_some_and(|e| !e.is_empty());
+    let argv = match &image.module {
+        ModuleSource::Layer(_) if !named => std::iter::once("module.wasm".to_owned())
+            .chain(argv)
+            .collect(),
+        _ if argv.is_empty() => vec!["module.wasm".to_owned()],
+        _ => argv,
     };
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
