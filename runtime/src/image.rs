@@ -254,7 +254,7 @@ impl Store {
             // name@digest: any entry whose digest matches, in that repository or not.
             if let Some(t) = names
                 .iter()
-                .find(|t| &t.descriptor.digest().to_string() == &d.to_string())
+                .find(|t| t.descriptor.digest().to_string() == d.to_string())
             {
                 return Ok(Tagged {
                     reference,
@@ -289,7 +289,7 @@ impl Store {
             })?;
         let media_type = v["mediaType"]
             .as_str()
-            .unwrap_or(&descriptor.media_type().to_string())
+            .unwrap_or(descriptor.media_type().as_ref())
             .to_owned();
         if v.get("manifests").is_some() {
             if v.get("layers").is_some() {

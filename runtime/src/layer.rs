@@ -344,7 +344,7 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                         let child = child.map_err(io_err)?;
                         let p = parent.join(child.file_name());
                         if !created.contains(&p) {
-                            remove_any(&root, &p).map_err(io_err)?;
+                            remove_any(root, &p).map_err(io_err)?;
                         }
                     }
                 }
@@ -356,7 +356,7 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                 return Err(hostile("is a malformed whiteout"));
             } else {
                 let target = parent.join(hidden);
-                match remove_any(&root, &target) {
+                match remove_any(root, &target) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(e)),
@@ -381,7 +381,7 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
         // Replace whatever is there unless both are directories.
         if let Ok(meta) = root.symlink_metadata(&path) {
             if !(meta.is_dir() && etype.is_dir()) {
-                remove_any(&root, &path).map_err(io_err)?;
+                remove_any(root, &path).map_err(io_err)?;
             }
         }
         match etype {
@@ -425,7 +425,7 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                         "is a hardlink to something that is not a regular file of the image",
                     ));
                 }
-                root.hard_link(&tpath, &root, &path)
+                root.hard_link(&tpath, root, &path)
                     .map_err(|e| escape_or(e, &hostile, &io_err))?;
             }
             tar::EntryType::XGlobalHeader

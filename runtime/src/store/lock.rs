@@ -25,12 +25,7 @@ impl StoreLock {
             match flock(&file, op) {
                 Ok(()) => return Ok(StoreLock { _file: file }),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Other,
-                        format!("lock {}: {e}", path.display()),
-                    ))
-                }
+                Err(e) => return Err(io::Error::other(format!("lock {}: {e}", path.display()))),
             }
         }
     }
