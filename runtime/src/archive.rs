@@ -272,13 +272,8 @@ pub fn load(store: &Store, path: &Path) -> Result<Vec<String>> {
         let mut layers = Vec::new();
         for l in item["Layers"].as_array().into_iter().flatten() {
             let (ld, ls) = get(l.as_str().unwrap_or(""))?;
-            let gz = store
-                .open_blob(&ld)?
-                .bytes()
-                .take(2)
-                .filter_map(|b| b.ok())
-                .collect::<Vec<_>>()
-                == [0x1f, 0x8b];
+            let mut magic = [0u8; 2];
+            let gz = store.open_blob(&ld)?.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
             let mt = if gz {
                 MediaType::ImageLayerGzip
             } else {

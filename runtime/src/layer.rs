@@ -218,6 +218,18 @@ fn join(c: &[String]) -> PathBuf {
     c.iter().collect()
 }
 
+/// Wraps `reader` in a gzip decoder when its first bytes are the gzip
+/// magic, so plain and gzipped tars read alike.
+pub fn decompressed<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut br = io::BufReader::with_capacity(1 << 20, reader);
+    let gz = io::BufRead::fill_buf(&mut br)?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(br))
+    } else {
+        Box::new(br)
+    })
+}
+
 /// Unpacks the layer `layer` from the store into the directory `dest`
 /// (applying whiteouts against what earlier layers put there). `diff_id`,
 /// when given, is checked against the uncompressed stream.
@@ -243,24 +255,8 @@ pub fn unpack_layer(
             })?;
     let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority()).map_err(io_err)?;
     let blob = store.open_blob(&digest)?;
-    let mut compressed = HashingReader::new(io::BufReader::with_capacity(1 << 20, blob));
-    let mut magic = [0u8; 2];
-    let mut peeked = 0;
-    while peeked < 2 {
-        let n = compressed.read(&mut magic[peeked..]).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        peeked += n;
-    }
-    let head = io::Cursor::new(magic[..peeked].to_vec());
-    let raw: Box<dyn Read + '_> = if peeked == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(
-            head.chain(&mut compressed),
-        ))
-    } else {
-        Box::new(head.chain(&mut compressed))
-    };
+    let mut compressed = HashingReader::new(blob);
+    let raw = decompressed(&mut compressed).map_err(io_err)?;
     let mut uncompressed = HashingReader::new(raw.take(MAX_LAYER_EXPANSION + 1));
     extract_entries(&mut uncompressed, &root, &name)?;
     let (diff, size) = uncompressed.finish().map_err(io_err)?;
@@ -300,19 +296,8 @@ pub fn extract_tar(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
         source,
     };
     let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority()).map_err(io_err)?;
-    let mut br = io::BufReader::new(reader);
-    let gz = io::BufRead::fill_buf(&mut br)
-        .map_err(io_err)?
-        .starts_with(&[0x1f, 0x8b]);
-    if gz {
-        extract_entries(
-            flate2::read::MultiGzDecoder::new(br).take(MAX_LAYER_EXPANSION),
-            &root,
-            name,
-        )
-    } else {
-        extract_entries(br.take(MAX_LAYER_EXPANSION), &root, name)
-    }
+    let reader = decompressed(reader).map_err(io_err)?;
+    extract_entries(reader.take(MAX_LAYER_EXPANSION), &root, name)
 }
 
 fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {

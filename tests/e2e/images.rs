@@ -52,6 +52,20 @@ fn tag_list_inspect_and_remove() {
     env.wharf(&["inspect", "hello"]).fails(125, "no such image");
 }
 
+/// `skopeo inspect TARGET`, which must succeed.
+fn skopeo_inspect(target: &str) -> std::process::Output {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", target])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn save_and_load_round_trip_through_skopeo() {
     let env = Env::new();
@@ -59,15 +73,7 @@ fn save_and_load_round_trip_through_skopeo() {
     let archive = env.path("hello.tar");
     env.wharf(&["save", "-o", &archive, "hello"]).ok();
     if require("skopeo") {
-        let out = std::process::Command::new("skopeo")
-            .args(["inspect", &format!("oci-archive:{archive}")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = skopeo_inspect(&format!("oci-archive:{archive}"));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["Os"], "wasip1");
         assert_eq!(v["Architecture"], "wasm");
@@ -76,15 +82,7 @@ fn save_and_load_round_trip_through_skopeo() {
             "oci:{}:docker.io/library/hello:latest",
             env.root.path().display()
         );
-        let out = std::process::Command::new("skopeo")
-            .args(["inspect", &layout])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        skopeo_inspect(&layout);
     }
     let other = Env::new();
     let r = other.wharf(&["load", "-i", &archive]).ok();

@@ -492,7 +492,7 @@ impl Builder<'_> {
         let mut inputs = Hasher::new();
         let mut layer: Option<Vec<LayerEntry>> = None;
         let mut run_argv: Option<Vec<String>> = None;
-        let mut keep_tree: Option<tempfile::TempDir> = None;
+        let mut keep_trees: Vec<tempfile::TempDir> = Vec::new();
         let mut text = ins.text.clone();
         match &ins.kind {
             InstructionKind::Env(pairs) => {
@@ -603,7 +603,7 @@ impl Builder<'_> {
                     false,
                     vars,
                     &p,
-                    &mut keep_tree,
+                    &mut keep_trees,
                 )?;
                 hash_entries(&entries, &mut inputs)?;
                 layer = Some(entries);
@@ -623,7 +623,7 @@ impl Builder<'_> {
                     true,
                     vars,
                     &p,
-                    &mut keep_tree,
+                    &mut keep_trees,
                 )?;
                 hash_entries(&entries, &mut inputs)?;
                 layer = Some(entries);
@@ -705,7 +705,7 @@ impl Builder<'_> {
         } else {
             next.add_history(&self.created, &text, true);
         }
-        drop(keep_tree);
+        drop(keep_trees);
         self.cache_put(&key, &next)?;
         Ok((next, false))
     }
@@ -762,7 +762,7 @@ impl Builder<'_> {
         add: bool,
         vars: &HashMap<String, String>,
         p: &Config,
-        keep_tree: &mut Option<tempfile::TempDir>,
+        keep_trees: &mut Vec<tempfile::TempDir>,
     ) -> Result<Vec<LayerEntry>> {
         let mode_override = match chmod {
             Some(m) => Some(
@@ -807,7 +807,7 @@ impl Builder<'_> {
                 };
                 let dir = self.materialize(&state)?;
                 let src = Source::tree(dir.path(), format!("filesystem of {f}"));
-                *keep_tree = Some(dir);
+                keep_trees.push(dir);
                 Some(src)
             }
         };
@@ -912,13 +912,8 @@ impl Builder<'_> {
         if entries.is_empty() {
             return Err(self.err(ins, "no source files were specified"));
         }
-        if !tar_dirs.is_empty() {
-            // Keep extracted archives until the layer is written.
-            *keep_tree = tar_dirs.pop();
-            for d in tar_dirs {
-                std::mem::forget(d.keep());
-            }
-        }
+        // Extracted archives must outlive the layer write.
+        keep_trees.extend(tar_dirs);
         Ok(entries)
     }
 
@@ -1028,7 +1023,7 @@ impl Builder<'_> {
                         message: "--format artifact needs a wasm image whose ENTRYPOINT names a module in the image".into(),
                     });
                 };
-                self.write_artifact(&state, &m)?
+                self.write_artifact(&m)?
             }
         };
         let manifest_digest: Digest = descriptor
@@ -1049,7 +1044,7 @@ impl Builder<'_> {
         })
     }
 
-    fn write_artifact(&self, state: &State, module: &[u8]) -> Result<Descriptor> {
+    fn write_artifact(&self, module: &[u8]) -> Result<Descriptor> {
         let layer_digest = self.store.put_blob(module)?;
         let os = if is_component(module) {
             "wasip2"
@@ -1075,7 +1070,6 @@ impl Builder<'_> {
             let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
             cfg["component"] = serde_json::json!({ "imports": imports, "exports": exports });
         }
-        let _ = state;
         let cfg_bytes = canonical_json(&cfg).map_err(std::io::Error::other)?;
         let cfg_digest = self.store.put_blob(&cfg_bytes)?;
         let manifest = serde_json::json!({
@@ -1111,25 +1105,7 @@ impl Builder<'_> {
                 .parse()
                 .map_err(|_| std::io::Error::other("bad digest"))?;
             let f = self.store.open_blob(&d)?;
-            let mut magic = [0u8; 2];
-            let mut br = std::io::BufReader::new(f);
-            let reader: Box<dyn Read> = {
-                use std::io::BufRead;
-                let buf = br.fill_buf()?;
-                magic.copy_from_slice(
-                    &buf[..2.min(buf.len())]
-                        .iter()
-                        .chain([0u8, 0].iter())
-                        .take(2)
-                        .copied()
-                        .collect::<Vec<_>>(),
-                );
-                if magic == [0x1f, 0x8b] {
-                    Box::new(flate2::read::MultiGzDecoder::new(br))
-                } else {
-                    Box::new(br)
-                }
-            };
+            let reader = crate::layer::decompressed(f)?;
             let mut ar = tar::Archive::new(reader);
             for e in ar.entries()? {
                 let mut e = e?;
