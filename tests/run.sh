@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use as real peers (skopeo reads our archives).
+# Debian packages the tests use as real peers: skopeo and umoci read and
+# write our images, docker-registry is the CNCF distribution registry,
+# htpasswd and openssl set up its basic auth and TLS. "command:package".
 missing=()
-for tool in skopeo umoci; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for need in skopeo:skopeo umoci:umoci docker-registry:docker-registry \
+            htpasswd:apache2-utils openssl:openssl; do
+  command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -27,3 +30,4 @@ cargo fmt --all -- --check
 # does not build.
 cargo build --workspace
 cargo test --workspace
+cargo clippy --workspace --all-targets -- -D warnings

@@ -110,7 +110,7 @@ pub enum ModuleSource {
     /// In the filesystem, at the path ENTRYPOINT/CMD names.
     Filesystem,
     /// A layer of its own (CNCF artifact or runwasi layout).
-    Layer(Descriptor),
+    Layer(Box<Descriptor>),
 }
 
 /// An image resolved from the store: manifest, config and where its module is.
@@ -387,7 +387,7 @@ impl Store {
             let mt = l.media_type().to_string();
             if is_wasm_layer(&mt) {
                 if matches!(module, ModuleSource::Filesystem) {
-                    module = ModuleSource::Layer(l.clone());
+                    module = ModuleSource::Layer(Box::new(l.clone()));
                 }
             } else if is_fs_layer(&mt) {
                 fs_layers.push(l.clone());

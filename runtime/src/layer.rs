@@ -287,6 +287,71 @@ pub fn unpack_layer(
     Ok(())
 }
 
+/// Whether `rel` (a path relative to the image root) is a directory in the
+/// filesystem that `layers` make, read from the layer tars' headers alone
+/// (nothing is unpacked). Whiteouts and opaque directories in upper layers
+/// hide what lower layers put there; a symlinked ancestor is not followed.
+pub fn is_dir_in_layers(store: &Store, layers: &[Descriptor], rel: &str) -> Result<bool> {
+    let Some(want) = clean_components(rel) else {
+        return Ok(false);
+    };
+    if want.is_empty() {
+        return Ok(true);
+    }
+    let mut is_dir = false;
+    for layer in layers {
+        let name = layer.digest().to_string();
+        let io_err = |source: io::Error| LayerError::Io {
+            layer: name.clone(),
+            source,
+        };
+        let digest: Digest =
+            name.parse()
+                .map_err(|e: crate::digest::DigestError| LayerError::Corrupt {
+                    layer: name.clone(),
+                    reason: e.to_string(),
+                })?;
+        let reader = decompressed(store.open_blob(&digest)?).map_err(io_err)?;
+        let mut archive = tar::Archive::new(reader);
+        // What this layer says of `rel`: hidden by a whiteout, and/or
+        // written (the entry wins over a whiteout in the same layer).
+        let (mut hidden, mut written) = (false, None);
+        for entry in archive.entries().map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let Some(comps) = clean_components(&String::from_utf8_lossy(&entry.path_bytes()))
+            else {
+                continue;
+            };
+            let Some((base, parent)) = comps.split_last() else {
+                continue;
+            };
+            if let Some(h) = base.strip_prefix(".wh.") {
+                let covers = if h == ".wh..opq" {
+                    // Opaque `parent`: everything strictly below it.
+                    want.len() > parent.len() && want.starts_with(parent)
+                } else {
+                    let mut target = parent.to_vec();
+                    target.push(h.to_owned());
+                    want.starts_with(&target)
+                };
+                hidden |= covers;
+            } else if comps == want {
+                written = Some(entry.header().entry_type().is_dir());
+            } else if want.starts_with(&comps) && !entry.header().entry_type().is_dir() {
+                // An ancestor replaced by a non-directory.
+                written = Some(false);
+            }
+        }
+        if hidden {
+            is_dir = false;
+        }
+        if let Some(w) = written {
+            is_dir = w;
+        }
+    }
+    Ok(is_dir)
+}
+
 /// Extracts a (possibly gzipped) tar stream into `dest` with the same
 /// confinement as image layers, without digest checks (ADD of a local
 /// archive).

@@ -387,3 +387,60 @@ fn concurrent_builds_share_one_root() {
         env.wharf(&["run", &format!("par:{i}")]).ok();
     }
 }
+
+#[test]
+fn docker_semantics_of_copy_workdir_volume_and_entrypoint() {
+    let env = Env::new();
+    let probe = std::fs::read(probe_wasm()).unwrap();
+    let dockerfile = br#"FROM scratch
+COPY probe.wasm /probe.wasm
+COPY a.txt /dir/
+# /dir exists: the file goes into it, trailing slash or not.
+COPY b.txt /dir
+WORKDIR /work/deep
+VOLUME ["/with space", "/plain"]
+CMD ["pwd"]
+# A CMD set earlier in this stage survives ENTRYPOINT.
+ENTRYPOINT ["/probe.wasm"]
+"#;
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", dockerfile),
+            ("a.txt", b"A\n"),
+            ("b.txt", b"B\n"),
+            ("probe.wasm", &probe),
+        ],
+    );
+    env.wharf(&["build", "-t", "sem", ctx.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        env.wharf(&["run", "sem", "ls", "/dir"]).ok().stdout,
+        "a.txt\nb.txt\n"
+    );
+    assert_eq!(
+        env.wharf(&["run", "sem", "ls", "/work"]).ok().stdout,
+        "deep\n",
+        "WORKDIR creates its directory"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "sem"]).ok().stdout).unwrap();
+    assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["pwd"]));
+    let vols = v[0]["Config"]["Volumes"].as_object().unwrap();
+    assert!(vols.contains_key("/with space"), "{vols:?}");
+    assert!(vols.contains_key("/plain"), "{vols:?}");
+
+    // A CMD inherited from the base image is dropped by a new ENTRYPOINT.
+    let child = env.context(
+        "child",
+        &[(
+            "Dockerfile",
+            b"FROM sem\nENTRYPOINT [\"/probe.wasm\", \"args\"]\n" as &[u8],
+        )],
+    );
+    env.wharf(&["build", "-t", "child", child.to_str().unwrap()])
+        .ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "child"]).ok().stdout).unwrap();
+    assert!(v[0]["Config"]["Cmd"].is_null(), "{}", v[0]["Config"]);
+}

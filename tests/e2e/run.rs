@@ -152,3 +152,61 @@ fn walkdir(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn everything_after_the_image_goes_to_the_guest() {
+    let env = Env::new();
+    env.probe();
+    // `-e` after IMAGE is an argument for the guest, as with `docker run`.
+    let out = env
+        .wharf(&["run", "probe", "args", "-e", "X=1", "--rm"])
+        .ok()
+        .stdout;
+    assert_eq!(out, "-e\nX=1\n--rm\n");
+    env.wharf(&["run", "missing.wasm"])
+        .fails(127, "missing.wasm");
+}
+
+#[test]
+fn removing_an_image_while_it_runs_keeps_its_files_until_the_end() {
+    use std::io::Write;
+    let env = Env::new();
+    env.probe();
+    let mut child = env
+        .cmd(&["run", "-i", "probe", "wait-cat", "/data/hello.txt"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Give the guest time to start; the outcome does not depend on it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.wharf(&["rmi", "probe"]).ok();
+    stdin.write_all(b"go").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stdout.is_empty(), "the guest still read its rootfs");
+    // With the guest gone, the next collection removes the snapshot.
+    env.build_example("hello", "hello");
+    env.wharf(&["rmi", "hello"]).ok();
+    let snapshots = env.root.path().join("wharf/snapshots");
+    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 0);
+}
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    let env = Env::new();
+    env.build_example("hello", "hello");
+    let mut child = env
+        .cmd(&["inspect", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

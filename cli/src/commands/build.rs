@@ -84,6 +84,6 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         }
         eprintln!("manifest {}", out.manifest_digest);
     }
-    println!("{}", out.image_id);
+    super::say(&out.image_id)?;
     Ok(0)
 }

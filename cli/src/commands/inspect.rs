@@ -12,6 +12,6 @@ pub struct Args {
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let v = super::lib(wharf::image::inspect(store, &a.image))?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    super::say(serde_json::to_string_pretty(&v)?)?;
     Ok(0)
 }

@@ -15,7 +15,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     for n in super::lib(wharf::archive::load(store, &a.input))? {
-        println!("Loaded image: {n}");
+        super::say(format_args!("Loaded image: {n}"))?;
     }
     Ok(0)
 }

@@ -13,3 +13,11 @@ pub mod tag;
 pub fn lib<T>(r: Result<T, impl Into<wharf::Error>>) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::Error::from(e.into()))
 }
+
+/// Writes one line to stdout. A closed pipe (`wharf load ... | head -1`)
+/// becomes an error that `main` treats as success, instead of a panic.
+pub fn say(line: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")?;
+    Ok(())
+}

@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     for name in &a.images {
         for n in super::lib(wharf::image::remove(store, name, a.force))? {
-            println!("Untagged: {n}");
+            super::say(format_args!("Untagged: {n}"))?;
         }
     }
     Ok(0)

@@ -41,16 +41,26 @@ pub struct Args {
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
-    /// Image name or id, or a path to a .wasm file.
-    image: String,
-    /// Arguments replacing the image's CMD.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// Image name or id, or a path to a .wasm file, then the arguments
+    /// replacing the image's CMD. As with `docker run`, everything after
+    /// IMAGE goes to the guest, flags included.
+    #[arg(
+        value_name = "IMAGE [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
 }
 
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let _ = a.rm;
+    let (image, args) = a
+        .command
+        .split_first()
+        .expect("clap requires at least IMAGE");
     let mut env = Vec::new();
     for f in &a.env_file {
         let text = std::fs::read_to_string(f)
@@ -72,10 +82,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         mounts.push(super::lib(v.parse::<Mount>())?);
     }
     let options = RunOptions {
-        args: if a.args.is_empty() {
+        args: if args.is_empty() {
             None
         } else {
-            Some(a.args.clone())
+            Some(args.to_vec())
         },
         entrypoint: a.entrypoint,
         env,
@@ -97,19 +107,24 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         stdin: a.interactive,
         ..RunOptions::default()
     };
-    let is_file =
-        (a.image.ends_with(".wasm") || a.image.ends_with(".wat")) && Path::new(&a.image).is_file();
-    let outcome = if is_file {
-        super::lib(exec::run_file(
-            store,
-            Path::new(&a.image),
-            &a.args,
-            &options,
-        ))?
+    // `x.wasm` is a file when it exists, or when no image has that name
+    // (so a missing file is reported as such, with exit code 127).
+    let looks_like_file = image.ends_with(".wasm") || image.ends_with(".wat");
+    let tagged = if looks_like_file && Path::new(image).exists() {
+        None
     } else {
-        let tagged = super::lib(store.lookup(&a.image))?;
-        let image = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;
-        super::lib(exec::run_image(store, &a.image, &image, &options))?
+        match store.lookup(image) {
+            Ok(t) => Some(t),
+            Err(_) if looks_like_file => None,
+            Err(e) => return super::lib(Err(e)),
+        }
+    };
+    let outcome = match tagged {
+        None => super::lib(exec::run_file(store, Path::new(image), args, &options))?,
+        Some(tagged) => {
+            let loaded = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;
+            super::lib(exec::run_image(store, image, &loaded, &options))?
+        }
     };
     if let Some(m) = outcome.exit.message() {
         eprintln!("wharf: {m}");

@@ -27,7 +27,7 @@ fn usage() -> ! {
            cat PATH | write PATH TEXT | append PATH TEXT | truncate PATH\n  \
            rm PATH | mkdir PATH | rename FROM TO | hardlink FROM TO\n  \
            symlink TARGET LINK | ls PATH | exists PATH | env | args ...\n  \
-           pwd | exit N | stdin | stderr TEXT | alloc MB | spin | trap"
+           pwd | exit N | stdin | wait-cat PATH | stderr TEXT | alloc MB | spin | trap"
     );
     process::exit(2);
 }
@@ -261,6 +261,16 @@ fn main() {
                         fail(err);
                     }
                 }
+            }
+        }
+        "wait-cat" => {
+            // Blocks until stdin closes, then prints PATH: lets a test act
+            // on the store while the guest is running.
+            let [path] = take(rest);
+            let mut sink = Vec::new();
+            let _ = io::stdin().lock().read_to_end(&mut sink);
+            if let Err(err) = cat(path) {
+                fail(err);
             }
         }
         "stderr" => {

@@ -208,6 +208,8 @@ struct Stage {
     state: State,
     /// Unpacked filesystem, made on first need.
     tree: Option<tempfile::TempDir>,
+    /// A CMD instruction ran in this stage (ENTRYPOINT then keeps it).
+    cmd_set: bool,
 }
 
 /// Runs a build, reporting progress lines to `progress`.
@@ -349,6 +351,7 @@ impl Builder<'_> {
                     name: alias.clone(),
                     state,
                     tree: None,
+                    cmd_set: false,
                 });
                 (self.progress)(&label);
                 continue;
@@ -518,7 +521,21 @@ impl Builder<'_> {
             InstructionKind::Workdir(raw) => {
                 let w = self.expand(ins, raw, vars)?;
                 let base = p.working_dir().clone().unwrap_or_else(|| "/".into());
-                p.set_working_dir(Some(resolve_path(&base, &w)));
+                let dir = resolve_path(&base, &w);
+                // As Docker: the directory exists afterwards (a one-entry
+                // layer when the image does not have it yet).
+                let rel = dir.trim_start_matches('/').to_owned();
+                if !rel.is_empty()
+                    && !crate::layer::is_dir_in_layers(self.store, &cur.layers, &rel)?
+                {
+                    let entries = vec![LayerEntry {
+                        path: rel,
+                        kind: EntryKind::Dir { mode: 0o755 },
+                    }];
+                    hash_entries(&entries, &mut inputs)?;
+                    layer = Some(entries);
+                }
+                p.set_working_dir(Some(dir));
             }
             InstructionKind::User(raw) => {
                 p.set_user(Some(self.expand(ins, raw, vars)?));
@@ -560,7 +577,14 @@ impl Builder<'_> {
             InstructionKind::Volume(words) => {
                 let mut vols = p.volumes().clone().unwrap_or_default();
                 for raw in words {
-                    for v in self.expand_words(ins, raw, vars)? {
+                    // A word with blanks in it came from the JSON form and
+                    // stays one path; shell-form words may expand to several.
+                    let paths = if raw.contains(char::is_whitespace) {
+                        vec![self.expand(ins, raw, vars)?]
+                    } else {
+                        self.expand_words(ins, raw, vars)?
+                    };
+                    for v in paths {
                         if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
                             return Err(self.err(
                                 ins,
@@ -579,13 +603,24 @@ impl Builder<'_> {
             }
             InstructionKind::Entrypoint(cmd) => {
                 p.set_entrypoint(Some(self.command_argv(ins, cmd, vars, linux)?));
-                // Docker: a new ENTRYPOINT drops a CMD inherited from the base.
-                if cur.process().cmd().is_some() && cur.process().entrypoint() != p.entrypoint() {
+                // Docker: ENTRYPOINT drops a CMD inherited from the base, and
+                // keeps one set earlier in this stage. The flag is part of
+                // the step's cache key, since the parent state cannot show it.
+                let cmd_set = self.stages.last().is_some_and(|s| s.cmd_set);
+                inputs.update(if cmd_set {
+                    &b"cmd-set"[..]
+                } else {
+                    &b"cmd-inherited"[..]
+                });
+                if !cmd_set {
                     p.set_cmd(None);
                 }
             }
             InstructionKind::Cmd(cmd) => {
                 p.set_cmd(Some(self.command_argv(ins, cmd, vars, linux)?));
+                if let Some(stage) = self.stages.last_mut() {
+                    stage.cmd_set = true;
+                }
             }
             InstructionKind::Copy {
                 sources,
@@ -602,7 +637,7 @@ impl Builder<'_> {
                     chmod.as_deref(),
                     false,
                     vars,
-                    &p,
+                    cur,
                     &mut keep_trees,
                 )?;
                 hash_entries(&entries, &mut inputs)?;
@@ -622,7 +657,7 @@ impl Builder<'_> {
                     chmod.as_deref(),
                     true,
                     vars,
-                    &p,
+                    cur,
                     &mut keep_trees,
                 )?;
                 hash_entries(&entries, &mut inputs)?;
@@ -761,9 +796,10 @@ impl Builder<'_> {
         chmod: Option<&str>,
         add: bool,
         vars: &HashMap<String, String>,
-        p: &Config,
+        cur: &State,
         keep_trees: &mut Vec<tempfile::TempDir>,
     ) -> Result<Vec<LayerEntry>> {
+        let p = cur.process();
         let mode_override = match chmod {
             Some(m) => Some(
                 u32::from_str_radix(m, 8)
@@ -775,9 +811,13 @@ impl Builder<'_> {
         };
         let dest_raw = self.expand(ins, dest, vars)?;
         let workdir = p.working_dir().clone().unwrap_or_else(|| "/".into());
-        let dest_is_dir = dest_raw.ends_with('/') || sources.len() > 1;
         let dest_abs = resolve_path(&workdir, &dest_raw);
         let dest_rel = dest_abs.trim_start_matches('/').to_owned();
+        // As Docker: a destination that is already a directory in the
+        // image receives the file, trailing slash or not.
+        let dest_is_dir = dest_raw.ends_with('/')
+            || sources.len() > 1
+            || crate::layer::is_dir_in_layers(self.store, &cur.layers, &dest_rel)?;
         let source = match from {
             None => None,
             Some(f) => {

@@ -250,12 +250,15 @@ pub struct RunOutcome {
     pub stderr: Vec<u8>,
 }
 
-/// The on-disk snapshot of an image prepared for running.
+/// The on-disk snapshot of an image prepared for running. While this value
+/// lives, garbage collection leaves the snapshot in place (it holds a shared
+/// lock on the snapshot directory), even if its image is removed.
 #[derive(Debug)]
 pub struct Snapshot {
     dir: PathBuf,
     entry_path: Option<String>,
     module_digest: Option<Digest>,
+    _in_use: crate::store::StoreLock,
 }
 
 impl Snapshot {
@@ -266,7 +269,9 @@ impl Snapshot {
 }
 
 /// Prepares (once) and returns the snapshot of `image`: its layers unpacked,
-/// and the entrypoint module moved out of the guest-visible tree.
+/// and the entrypoint module moved out of the guest-visible tree. Call it
+/// with the store's shared lock held ([`Store::lock_shared`]); the returned
+/// value keeps the snapshot alive after that lock is released.
 pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunError> {
     let dir = store.snapshot_dir(&image.manifest_digest);
     if !dir.join("complete").exists() {
@@ -301,7 +306,14 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
                 )?;
             }
         }
-        fs_err::write(tmp.path().join("complete"), b"")?;
+        // Everything unpacked reaches the disk before the marker that says
+        // the snapshot is whole: a crash leaves either no `complete` (the
+        // staging directory is discarded) or a complete tree.
+        rustix::fs::syncfs(fs_err::File::open(tmp.path())?.file()).map_err(std::io::Error::from)?;
+        {
+            let marker = fs_err::File::create(tmp.path().join("complete"))?;
+            marker.sync_all()?;
+        }
         let staged = tmp.keep();
         match std::fs::rename(&staged, &dir) {
             Ok(()) => crate::store::sync_dir(dir.parent().expect("snapshot dir has a parent"))?,
@@ -315,11 +327,13 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
             }
         }
     }
+    let in_use = crate::store::StoreLock::shared_dir(&dir)?;
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
     Ok(Snapshot {
         entry_path: read("entry-path"),
         module_digest: read("module-digest").and_then(|d| d.trim().parse().ok()),
         dir,
+        _in_use: in_use,
     })
 }
 

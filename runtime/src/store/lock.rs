@@ -39,4 +39,32 @@ impl StoreLock {
     pub fn exclusive(path: &Path) -> io::Result<StoreLock> {
         Self::take(path, FlockOperation::LockExclusive)
     }
+
+    /// Takes a shared lock on an existing directory (a snapshot in use).
+    pub fn shared_dir(dir: &Path) -> io::Result<StoreLock> {
+        let file = File::open(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        loop {
+            match flock(&file, FlockOperation::LockShared) {
+                Ok(()) => return Ok(StoreLock { _file: file }),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io::Error::other(format!("lock {}: {e}", dir.display()))),
+            }
+        }
+    }
+
+    /// True when some process holds a lock on the directory `dir` (a
+    /// snapshot that a running guest still uses). Does not wait.
+    pub fn dir_in_use(dir: &Path) -> bool {
+        let Ok(file) = File::open(dir) else {
+            return false;
+        };
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                let _ = flock(&file, FlockOperation::Unlock);
+                false
+            }
+            Err(_) => true,
+        }
+    }
 }

@@ -463,7 +463,9 @@ impl Store {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match Digest::from_hex(&name) {
-                Ok(d) if live_manifests.contains(&d) => {
+                // A snapshot that a running guest still uses stays (with its
+                // compiled module) until a later collection.
+                Ok(d) if live_manifests.contains(&d) || StoreLock::dir_in_use(&entry.path()) => {
                     if let Ok(m) = fs_err::read_to_string(entry.path().join("module-digest")) {
                         if let Ok(md) = m.trim().parse::<Digest>() {
                             live_modules.insert(md);
