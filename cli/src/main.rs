@@ -40,6 +40,14 @@ enum Command {
     Save(commands::save::Args),
     /// Load images from an OCI archive or a docker save tar.
     Load(commands::load::Args),
+    /// Download an image from a registry.
+    Pull(commands::share::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::share::PushArgs),
+    /// Save credentials for a registry.
+    Login(commands::share::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(commands::share::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +75,10 @@ fn main() -> ExitCode {
             Command::Inspect(a) => commands::inspect::run(&store, a),
             Command::Save(a) => commands::save::run(&store, a),
             Command::Load(a) => commands::load::run(&store, a),
+            Command::Pull(a) => commands::share::pull(&store, a),
+            Command::Push(a) => commands::share::push(&store, a),
+            Command::Login(a) => commands::share::login(a),
+            Command::Logout(a) => commands::share::logout(a),
         });
     match result {
         Ok(code) => ExitCode::from((code & 0xff) as u8),

@@ -27,7 +27,8 @@
 //! The modules follow the nouns of the Docker workflow: [`reference`] and
 //! [`digest`] name things, [`store`] keeps them, [`image`] reads them,
 //! [`layer`] packs and unpacks filesystems, [`build`] turns Dockerfiles into
-//! images, [`exec`] runs them, [`archive`] moves them in and out as tar files.
+//! images, [`exec`] runs them, [`archive`] moves them in and out as tar files, and
+//! [`registry`] shares them through OCI registries.
 
 #![deny(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod exec;
 pub mod image;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 /// Any error wharf reports.
@@ -68,6 +70,9 @@ pub enum Error {
     /// An import or export failed.
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
 }
 
 impl Error {

@@ -7,6 +7,7 @@ pub mod load;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod share;
 pub mod tag;
 
 /// Wraps a library error so `main` can map it to an exit code.

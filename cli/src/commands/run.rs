@@ -3,7 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use wharf::exec::{self, Mount, RunOptions};
-use wharf::store::Store;
+use wharf::reference::Reference;
+use wharf::registry::PullOptions;
+use wharf::store::{Store, StoreError};
+
+use super::share;
+
+/// A reference worth asking a registry for (not an image id or prefix).
+fn is_pullable(image: &str) -> bool {
+    !image.starts_with("sha256:")
+        && !(image.len() >= 4 && image.chars().all(|c| c.is_ascii_hexdigit()))
+        && image.parse::<Reference>().is_ok()
+}
 
 /// Arguments of `wharf run`.
 #[derive(clap::Args)]
@@ -41,6 +52,9 @@ pub struct Args {
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
+    /// Pull the image when it is not in the store: missing or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
+    pull: String,
     /// Image name or id, or a path to a .wasm file, then the arguments
     /// replacing the image's CMD. As with `docker run`, everything after
     /// IMAGE goes to the guest, flags included.
@@ -116,6 +130,22 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         match store.lookup(image) {
             Ok(t) => Some(t),
             Err(_) if looks_like_file => None,
+            // As `docker run`: a missing image is pulled first.
+            Err(StoreError::UnknownImage(_)) if a.pull != "never" && is_pullable(image) => {
+                eprintln!("Unable to find image '{image}' locally");
+                let options = PullOptions {
+                    platform: a.platform.clone(),
+                    ..PullOptions::default()
+                };
+                share::pull_with(
+                    store,
+                    image,
+                    &options,
+                    &share::Display::new(false, "pulled"),
+                )
+                .map_err(|e| anyhow::anyhow!("no such image: {image} ({e})"))?;
+                Some(super::lib(store.lookup(image))?)
+            }
             Err(e) => return super::lib(Err(e)),
         }
     };

@@ -398,6 +398,31 @@ impl Store {
 
     // ---- derived data --------------------------------------------------
 
+    /// Records that the blob `digest` exists in `repository`
+    /// (`registry/repo`), so a later push to another repository of that
+    /// registry can mount it instead of uploading it.
+    pub fn record_blob_source(&self, digest: &Digest, repository: &str) -> Result<()> {
+        let dir = self.meta_dir().join("blob-sources");
+        let path = dir.join(digest.hex());
+        let mut known = self.blob_sources(digest);
+        if known.iter().any(|k| k == repository) {
+            return Ok(());
+        }
+        fs_err::create_dir_all(&dir)?;
+        known.push(repository.to_owned());
+        // The newest few are enough to find a mount source.
+        let start = known.len().saturating_sub(16);
+        let text: String = known[start..].iter().map(|k| format!("{k}\n")).collect();
+        self.write_file_atomic(&path, text.as_bytes())
+    }
+
+    /// The repositories a blob is known to exist in, oldest first.
+    pub fn blob_sources(&self, digest: &Digest) -> Vec<String> {
+        std::fs::read_to_string(self.meta_dir().join("blob-sources").join(digest.hex()))
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
     /// The directory holding the unpacked filesystem of the image whose
     /// manifest has this digest.
     pub fn snapshot_dir(&self, manifest: &Digest) -> PathBuf {
@@ -495,6 +520,15 @@ impl Store {
             if !keep {
                 freed += entry.metadata()?.len();
                 fs_err::remove_file(entry.path())?;
+            }
+        }
+        // Mount hints for blobs that are gone.
+        if let Ok(rd) = fs_err::read_dir(self.meta_dir().join("blob-sources")) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !Digest::from_hex(&name).is_ok_and(|d| live_blobs.contains(&d)) {
+                    fs_err::remove_file(entry.path())?;
+                }
             }
         }
         // Build-cache entries whose blobs are gone are useless.
