@@ -11,9 +11,9 @@ use super::share;
 
 /// A reference worth asking a registry for (not an image id or prefix).
 fn is_pullable(image: &str) -> bool {
-    !image.starts_with("sha256:")
-        && !(image.len() >= 4 && image.chars().all(|c| c.is_ascii_hexdigit()))
-        && image.parse::<Reference>().is_ok()
+    let looks_like_id = image.starts_with("sha256:")
+        || (image.len() >= 4 && image.chars().all(|c| c.is_ascii_hexdigit()));
+    !looks_like_id && image.parse::<Reference>().is_ok()
 }
 
 /// Arguments of `wharf run`.

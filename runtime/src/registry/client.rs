@@ -431,8 +431,21 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.http.get(url);
-        if let Some(c) = &self.creds {
+        // Credentials go to the realm only on the registry's own host (or
+        // Docker Hub's known token service), and never over plain HTTP to
+        // a realm of an HTTPS registry.
+        let trusted_realm = url.host_str() == self.endpoint.host_str()
+            || (self.registry == "docker.io" && url.host_str() == Some("auth.docker.io"));
+        let downgrade = url.scheme() == "http" && self.endpoint.scheme() == "https";
+        let mut req = self.http.get(url.clone());
+        if self.creds.is_some() && (!trusted_realm || downgrade) {
+            tracing::warn!(
+                "not sending credentials for {} to the token service at {}",
+                self.registry,
+                url.host_str().unwrap_or("?")
+            );
+        }
+        if let Some(c) = self.creds.as_ref().filter(|_| trusted_realm && !downgrade) {
             let mut v = HeaderValue::from_str(&c.basic_header()).map_err(|_| {
                 RegistryError::Credentials(
                     "credentials contain characters a header cannot carry".into(),

@@ -302,12 +302,12 @@ fn parse_manifest(
         .map_err(|e| RegistryError::Unsupported(format!("manifest {digest} is malformed: {e}")))?;
     let ct = m.config().media_type().to_string();
     if !matches!(ct.as_str(), OCI_CONFIG | DOCKER_CONFIG | WASM_CONFIG) {
-        return Err(unsupported("config", &m.config().digest().to_string(), &ct));
+        return Err(unsupported("config", m.config().digest().as_ref(), &ct));
     }
     for l in m.layers() {
         let lt = l.media_type().to_string();
         if !(is_fs_layer(&lt) || is_wasm_layer(&lt)) {
-            return Err(unsupported("layer", &l.digest().to_string(), &lt));
+            return Err(unsupported("layer", l.digest().as_ref(), &lt));
         }
     }
     for d in std::iter::once(m.config()).chain(m.layers()) {
@@ -345,7 +345,7 @@ async fn download(
     let scopes = [scope(repo, "pull")];
     let path = format!("v2/{repo}/blobs/{digest}");
     let mut resp = client.send(Method::GET, &path, &scopes, &|r| r).await?;
-    if !resp.status().is_success() && is_foreign(&blob.media_type().to_string()) {
+    if !resp.status().is_success() && is_foreign(blob.media_type().as_ref()) {
         // Foreign layers live elsewhere: fetched with no credentials.
         for url in blob.urls().clone().unwrap_or_default() {
             let r = client.get_anonymous(&url).await?;

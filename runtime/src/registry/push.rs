@@ -48,9 +48,11 @@ pub async fn push(
         Some(d) => d.parse()?,
         None => match name.parse::<Reference>() {
             Ok(_) if !name.starts_with("sha256:") => tagged.reference.clone(),
-            _ => return Err(RegistryError::Unsupported(format!(
+            _ => {
+                return Err(RegistryError::Unsupported(format!(
                 "{name} is an image id: give a destination (wharf push {name} REGISTRY/REPO:TAG)"
-            ))),
+            )))
+            }
         },
     };
     let top: Digest = crate::image::descriptor_digest(&tagged.descriptor)?;
