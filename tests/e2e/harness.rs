@@ -41,10 +41,14 @@ pub fn probe_wasm() -> PathBuf {
     examples().join("probe/target/wasm32-wasip1/release/probe.wasm")
 }
 
-/// A store root and a scratch directory that live as long as the test.
+/// A store root, a scratch directory and private configuration
+/// directories (`WHARF_CONFIG`, `DOCKER_CONFIG`) that live as long as the
+/// test, so no test reads or writes the real `~/.config` or `~/.docker`.
 pub struct Env {
     pub root: tempfile::TempDir,
     pub scratch: tempfile::TempDir,
+    config: tempfile::TempDir,
+    docker: tempfile::TempDir,
 }
 
 /// The result of one wharf invocation.
@@ -55,7 +59,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output) -> Run {
+    pub fn from(o: Output) -> Run {
         Run {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -104,19 +108,48 @@ impl Env {
         Env {
             root: tempfile::tempdir().unwrap(),
             scratch: tempfile::tempdir().unwrap(),
+            config: tempfile::tempdir().unwrap(),
+            docker: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// wharf's configuration directory (`$WHARF_CONFIG`) for this Env.
+    pub fn wharf_config(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// Docker's configuration directory (`$DOCKER_CONFIG`) for this Env.
+    pub fn docker_config(&self) -> &Path {
+        self.docker.path()
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(wharf_bin());
         c.arg("--root").arg(self.root.path()).args(args);
         c.env_remove("SOURCE_DATE_EPOCH");
+        c.env("WHARF_CONFIG", self.wharf_config());
+        c.env("DOCKER_CONFIG", self.docker_config());
         c.stdin(Stdio::null());
         c
     }
 
     pub fn wharf(&self, args: &[&str]) -> Run {
         Run::from(self.cmd(args).output().unwrap())
+    }
+
+    /// Runs wharf with `input` on its stdin.
+    pub fn wharf_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A wharf that exits without reading gives EPIPE here: not our error.
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        Run::from(child.wait_with_output().unwrap())
     }
 
     /// Builds an example image under `tag`.

@@ -2,8 +2,10 @@
 //! root, with the real example guests from `examples/`.
 
 mod harness;
+mod registry_harness;
 
 mod build;
 mod images;
+mod registry;
 mod run;
 mod sandbox;

@@ -129,6 +129,8 @@ pub(crate) struct Client {
     http: reqwest::Client,
     creds: Option<Credentials>,
     state: tokio::sync::Mutex<AuthState>,
+    /// Set when a token service was asked without our credentials.
+    withheld: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -182,6 +184,7 @@ impl Client {
             http,
             creds,
             state: Default::default(),
+            withheld: Default::default(),
         };
         let ping = |base: &Url| {
             let url = base.join("v2/").expect("a valid path");
@@ -232,6 +235,12 @@ impl Client {
     /// The `scheme://host/` wharf talks to.
     pub(crate) fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// True when a token service was asked anonymously because it was not
+    /// trusted with the credentials.
+    pub(crate) fn withheld_credentials(&self) -> bool {
+        self.withheld.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// True when the client has credentials.
@@ -439,6 +448,8 @@ impl Client {
         let downgrade = url.scheme() == "http" && self.endpoint.scheme() == "https";
         let mut req = self.http.get(url.clone());
         if self.creds.is_some() && (!trusted_realm || downgrade) {
+            self.withheld
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 "not sending credentials for {} to the token service at {}",
                 self.registry,

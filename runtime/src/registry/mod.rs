@@ -160,15 +160,15 @@ pub async fn login(
     // `/v2/` with credentials: basic registries check them directly; token
     // registries check them when issuing a token (any scope will do).
     let resp = client
-        .send(
-            reqwest::Method::GET,
-            "v2/",
-            &["registry:catalog:*".to_owned()],
-            &|r| r,
-        )
+        .send(reqwest::Method::GET, "v2/", &[], &|r| r)
         .await?;
     if !resp.status().is_success() {
         return Err(client.status_error(resp, "log in to", "").await);
+    }
+    if client.withheld_credentials() {
+        return Err(RegistryError::Credentials(format!(
+            "{registry}'s token service is on another host or plain HTTP, so wharf did not send it the credentials and could not check them; nothing was saved"
+        )));
     }
     auth::save(&transport.config_dir, &registry, &creds)
 }

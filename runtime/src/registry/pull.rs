@@ -58,6 +58,7 @@ pub async fn pull(
     let (mut bytes, mut media_type) =
         fetch(what.clone(), r.digest().map(|d| (d.clone(), 0))).await?;
     if is_index(&media_type, &bytes) {
+        reject_ambiguous(&bytes, &r)?;
         let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
             RegistryError::Unsupported(format!("index of {}: malformed: {e}", r.familiar()))
         })?;
@@ -134,6 +135,19 @@ pub async fn pull(
     store.set_name(&named, &descriptor)?;
     store.record_blob_source(&digest, &name)?;
     Ok((named, digest))
+}
+
+/// An index that also carries `layers` could be read two ways: refused.
+fn reject_ambiguous(bytes: &[u8], r: &Reference) -> Result<(), RegistryError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if v.get("manifests").is_some() && (v.get("layers").is_some() || v.get("config").is_some()) {
+        return Err(RegistryError::Unsupported(format!(
+            "index {} of {} is ambiguous: it has both manifests and layers",
+            Digest::of(bytes),
+            r.familiar()
+        )));
+    }
+    Ok(())
 }
 
 fn is_index(media_type: &str, bytes: &[u8]) -> bool {
@@ -232,7 +246,9 @@ async fn fetch_manifest(
             return Err(RegistryError::Mismatch {
                 what: "manifest",
                 digest: want.clone(),
-                reason: format!("the registry sent content that hashes to {digest}"),
+                reason: format!(
+                    "digest mismatch: the registry sent content that hashes to {digest}"
+                ),
             });
         }
         if *size != 0 && *size != bytes.len() as u64 {
@@ -249,7 +265,7 @@ async fn fetch_manifest(
                 what: "manifest",
                 digest: h,
                 reason: format!(
-                    "the registry's Docker-Content-Digest does not match the content ({digest})"
+                    "digest mismatch: the registry's Docker-Content-Digest names other content ({digest})"
                 ),
             });
         }
@@ -284,6 +300,11 @@ fn parse_manifest(
     };
     let v: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::Unsupported(format!("manifest {digest} is malformed: {e}")))?;
+    if v.get("manifests").is_some() {
+        return Err(RegistryError::Unsupported(format!(
+            "manifest {digest} is ambiguous: it has both manifests and layers"
+        )));
+    }
     if v["schemaVersion"].as_u64() != Some(2) {
         return Err(RegistryError::Unsupported(format!(
             "manifest {digest} has schemaVersion {} (only 2 is supported)",
@@ -404,7 +425,9 @@ async fn download(
         )));
     }
     writer.commit(Some((&digest, size))).map_err(|e| match e {
-        crate::store::StoreError::Corrupt { reason, .. } => mismatch(reason),
+        crate::store::StoreError::Corrupt { reason, .. } => {
+            mismatch(format!("digest or size mismatch: {reason}"))
+        }
         other => other.into(),
     })?;
     events(Event::Finished { digest, size });
