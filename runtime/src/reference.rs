@@ -201,6 +201,12 @@ impl FromStr for Reference {
         if !valid_domain(&registry) {
             return Err(err("invalid registry name"));
         }
+        // Docker Hub's legacy name is the same registry.
+        let registry = if registry == "index.docker.io" {
+            DEFAULT_REGISTRY.to_owned()
+        } else {
+            registry
+        };
         let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
             format!("library/{path}")
         } else {
@@ -293,5 +299,17 @@ mod tests {
         ] {
             assert!(bad.parse::<Reference>().is_err(), "{bad} accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod hub_alias_tests {
+    use super::*;
+
+    #[test]
+    fn index_docker_io_is_docker_hub() {
+        let r: Reference = "index.docker.io/busybox".parse().unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(r.familiar(), "busybox:latest");
     }
 }

@@ -45,7 +45,7 @@ fn exit_codes_pass_through_and_failures_are_distinct() {
         .fails(152, "fuel limit of 1000000 exhausted");
     env.wharf(&["run", "--entrypoint", "/nope.wasm", "probe"])
         .fails(127, "/nope.wasm not found");
-    env.wharf(&["run", "nosuchimage"])
+    env.wharf(&["run", "--pull", "never", "nosuchimage"])
         .fails(125, "no such image");
     env.wharf(&["run", "Bad:Ref:"]).fails(125, "Bad:Ref:");
 }
@@ -65,6 +65,10 @@ fn unsatisfiable_imports_and_bad_modules_are_named() {
     std::fs::write(&trunc, &full[..full.len() / 2]).unwrap();
     env.wharf(&["run", &trunc])
         .fails(126, "not a valid WebAssembly module");
+    // A module that is not a WASI command has nothing to start.
+    let lib = env.path("lib.wat");
+    std::fs::write(&lib, r#"(module (func (export "add")))"#).unwrap();
+    env.wharf(&["run", &lib]).fails(126, "exports no _start");
     // A plain .wasm file runs with nothing mapped.
     let r = env
         .wharf(&[

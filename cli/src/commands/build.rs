@@ -49,6 +49,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     for kv in &a.build_args {
         match wharf::exec::parse_env_arg(kv) {
             Some(p) => build_args.push(p),
+            // As Docker: a bare KEY takes the host's value, and is left
+            // out when the host has none.
+            None if !kv.is_empty() && !kv.contains('=') => {}
             None => anyhow::bail!("invalid --build-arg {kv:?}: expected KEY=VALUE"),
         }
     }

@@ -330,6 +330,15 @@ impl WasmExecutor {
                         imports: missing.join(", "),
                     });
                 }
+                // Not a WASI command (nor a reactor): nothing to start.
+                let has =
+                    |name: &str| matches!(m.get_export(name), Some(wasmtime::ExternType::Func(_)));
+                if !has("_start") && !has("_initialize") {
+                    return Err(RunError::InvalidModule {
+                        what,
+                        reason: "it exports no _start function (not a WASI command)".into(),
+                    });
+                }
                 let r = linker.instantiate(&mut store, &m).and_then(|inst| {
                     match inst.get_typed_func::<(), ()>(&mut store, "_start") {
                         Ok(f) => f.call(&mut store, ()),
