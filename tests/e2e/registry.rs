@@ -1105,3 +1105,81 @@ fn hostile_ambiguous_index_is_refused() {
         .fails(125, "ambiguous");
     assert_eq!(env.store_state(), before);
 }
+
+#[test]
+fn large_blobs_go_up_in_chunks_and_come_back_intact() {
+    if !registry_tools() {
+        return;
+    }
+    let reg = Registry::plain();
+    let env = Env::new();
+    // A layer just over the 64 MiB chunk size: PATCH, PATCH, PUT.
+    let big = noise((64 << 20) + (1 << 20), 7);
+    let ctx = env.context(
+        "big",
+        &[
+            (
+                "Dockerfile",
+                b"FROM scratch\nCOPY big.bin /big.bin\n" as &[u8],
+            ),
+            ("big.bin", &big),
+        ],
+    );
+    env.wharf(&["build", "-q", "-t", "big", ctx.to_str().unwrap()])
+        .ok();
+    let dest = format!("{}/big:1", reg.host());
+    let push = env.wharf(&["push", "big", &dest]).ok();
+    let digest = digest_line(&push);
+    let patches = reg
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && (200..300).contains(&r.status))
+        .count();
+    assert!(patches >= 1, "no chunked upload: {:?}", reg.requests());
+    let seen: Value =
+        serde_json::from_slice(&reg.skopeo_inspect("big:1", None, false).unwrap()).unwrap();
+    assert_eq!(seen["Digest"], digest);
+    let other = Env::new();
+    other.wharf(&["pull", &dest]).ok();
+    let layer = &blobs_of(&stored_manifest(&other, &dest))[1];
+    assert_eq!(
+        stored(&other, layer).unwrap(),
+        stored(&env, layer).unwrap(),
+        "the layer came back byte for byte"
+    );
+}
+
+#[test]
+fn hostile_foreign_layer_urls_get_no_credentials() {
+    let h = Hostile::start();
+    let cdn = Hostile::start();
+    let img = TinyImage::with_layer_media_type(
+        &noise(16 << 10, 11),
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    );
+    // The manifest points the foreign layer at the CDN; the registry
+    // itself does not have it.
+    let mut manifest: Value = serde_json::from_slice(&img.manifest).unwrap();
+    let url = format!("{}/layers/{}", cdn.url(), img.layer_digest);
+    manifest["layers"][0]["urls"] = json!([url]);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    h.manifest("app", "1", OCI_MANIFEST, &bytes);
+    h.blob("app", &img.config_digest, &img.config);
+    h.require_basic(USER, PASS);
+    cdn.route(
+        "GET",
+        &format!("/layers/{}", img.layer_digest),
+        Reply::new(200).body(img.layer.clone()),
+    );
+    let env = Env::new();
+    wharf_auths(&env, &h.host(), USER, PASS);
+    let r = env.wharf(&["pull", &format!("{}/app:1", h.host())]).ok();
+    no_secret(&r, USER, PASS);
+    assert_eq!(digest_line(&r), digest_of(&bytes));
+    assert_eq!(stored(&env, &img.layer_digest).unwrap(), img.layer);
+    let fetched = cdn.requests();
+    assert!(!fetched.is_empty(), "the foreign URL was not used");
+    for req in &fetched {
+        assert_eq!(req.header("authorization"), None, "{req:?}");
+    }
+}
