@@ -105,6 +105,8 @@ enum Command {
     Login(commands::share::LoginArgs),
     /// Forget the credentials for a registry.
     Logout(commands::share::LogoutArgs),
+    /// Serve a wasi:http component over HTTP, an instance per request.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
             Command::Push(a) => commands::share::push(&store, a),
             Command::Login(a) => commands::share::login(a),
             Command::Logout(a) => commands::share::logout(a),
+            Command::Serve(a) => commands::serve::run(&store, a),
         });
     match result {
         Ok(code) => ExitCode::from((code & 0xff) as u8),

@@ -40,6 +40,7 @@ pub mod image;
 pub mod layer;
 pub mod reference;
 pub mod registry;
+pub mod serve;
 pub mod store;
 
 /// Any error wharf reports.

@@ -9,3 +9,4 @@ mod images;
 mod registry;
 mod run;
 mod sandbox;
+mod serve;

@@ -7,6 +7,7 @@ pub mod load;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod serve;
 pub mod share;
 pub mod tag;
 

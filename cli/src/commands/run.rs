@@ -68,15 +68,10 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Runs the command.
-pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
-    let _ = a.rm;
-    let (image, args) = a
-        .command
-        .split_first()
-        .expect("clap requires at least IMAGE");
+/// The guest environment from `--env-file` files, then `-e` values.
+pub fn guest_env(files: &[PathBuf], values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = Vec::new();
-    for f in &a.env_file {
+    for f in files {
         let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
         env.extend(
@@ -84,17 +79,33 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
                 .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
         );
     }
-    for kv in &a.env {
+    for kv in values {
         if let Some(p) = exec::parse_env_arg(kv) {
             env.push(p);
         } else if kv.starts_with('=') || kv.is_empty() {
             anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
         }
     }
-    let mut mounts = Vec::new();
-    for v in &a.volumes {
-        mounts.push(super::lib(v.parse::<Mount>())?);
-    }
+    Ok(env)
+}
+
+/// The `-v HOST:GUEST[:ro]` mappings.
+pub fn guest_mounts(volumes: &[String]) -> anyhow::Result<Vec<Mount>> {
+    volumes
+        .iter()
+        .map(|v| super::lib(v.parse::<Mount>()))
+        .collect()
+}
+
+/// Runs the command.
+pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
+    let _ = a.rm;
+    let (image, args) = a
+        .command
+        .split_first()
+        .expect("clap requires at least IMAGE");
+    let env = guest_env(&a.env_file, &a.env)?;
+    let mounts = guest_mounts(&a.volumes)?;
     let options = RunOptions {
         args: if args.is_empty() {
             None

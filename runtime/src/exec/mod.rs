@@ -352,6 +352,21 @@ pub fn default_argv(image: &Image) -> Vec<String> {
     argv
 }
 
+/// An image resolved for running: its module, command line, environment
+/// and filesystem view. While it lives, its snapshot stays on disk.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The module or component to run.
+    pub module: ModuleInput,
+    /// The guest's argv.
+    pub argv: Vec<String>,
+    /// The guest's environment, in order.
+    pub env: Vec<(String, String)>,
+    /// The guest's filesystem view.
+    pub sandbox: wasm::Sandbox,
+    _snapshot: Snapshot,
+}
+
 /// Runs the image `image` (named `name` in messages) with `options`.
 pub fn run_image(
     store: &Store,
@@ -359,6 +374,18 @@ pub fn run_image(
     image: &Image,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
+    let p = prepare_image(store, name, image, options)?;
+    WasmExecutor::new(store.clone()).run(&p.module, &p.argv, &p.env, &p.sandbox, options)
+}
+
+/// Resolves `image` for running with `options` (args, entrypoint, env,
+/// mounts, workdir), as `run_image` does, without starting it.
+pub fn prepare_image(
+    store: &Store,
+    name: &str,
+    image: &Image,
+    options: &RunOptions,
+) -> Result<Prepared, RunError> {
     if !image.is_wasm() {
         return Err(RunError::NotWasm {
             image: name.to_owned(),
@@ -472,7 +499,13 @@ pub fn run_image(
         mounts: options.mounts.clone(),
         workdir,
     };
-    WasmExecutor::new(store.clone()).run(&module, &argv, &env, &sandbox, options)
+    Ok(Prepared {
+        module,
+        argv,
+        env,
+        sandbox,
+        _snapshot: snapshot,
+    })
 }
 
 /// Runs a plain `.wasm` (or `.wat`) file: no image filesystem, only the

@@ -81,7 +81,7 @@ impl ModuleInput {
 }
 
 /// A compiled guest.
-enum Compiled {
+pub(crate) enum Compiled {
     Module(Module),
     Component(Component),
 }
@@ -171,7 +171,7 @@ impl WasmExecutor {
             .join(format!("{:016x}.cwasm", h.finish()))
     }
 
-    fn compile(
+    pub(crate) fn compile(
         &self,
         engine: &Engine,
         input: &ModuleInput,
@@ -239,11 +239,7 @@ impl WasmExecutor {
         let compiled = self.compile(&engine, module, &what)?;
 
         let mut b = WasiCtxBuilder::new();
-        b.args(argv);
-        b.envs(env);
-        if sandbox.workdir != "/" {
-            b.initial_cwd(&sandbox.workdir);
-        }
+        configure(&mut b, argv, env, sandbox)?;
         if options.stdin {
             b.stdin(wasmtime_wasi::cli::stdin());
         }
@@ -266,28 +262,6 @@ impl WasmExecutor {
                 b.stderr(err_pipe.clone());
             }
             Stdio::Null => {}
-        }
-        if let Some((root, read_only)) = &sandbox.root {
-            preopen(&mut b, root, "/", *read_only, "/")?;
-        }
-        for m in &sandbox.mounts {
-            let spec = format!(
-                "{}:{}{}",
-                m.host.display(),
-                m.guest,
-                if m.read_only { ":ro" } else { "" }
-            );
-            let meta = std::fs::metadata(&m.host).map_err(|e| RunError::Mount {
-                mount: spec.clone(),
-                reason: format!("host path {}: {e}", m.host.display()),
-            })?;
-            if !meta.is_dir() {
-                return Err(RunError::Mount {
-                    mount: spec,
-                    reason: "the host path is not a directory (wasm guests can only be given directories)".into(),
-                });
-            }
-            preopen(&mut b, &m.host, &m.guest, m.read_only, &spec)?;
         }
         let limiter = Limiter {
             memory: options.memory.map(|m| m as usize),
@@ -414,6 +388,46 @@ impl WasmExecutor {
     }
 }
 
+/// Gives `b` the guest's args, env, working directory and filesystem view
+/// (the root and every mapped directory, checked to be directories).
+pub(crate) fn configure(
+    b: &mut WasiCtxBuilder,
+    argv: &[String],
+    env: &[(String, String)],
+    sandbox: &Sandbox,
+) -> Result<(), RunError> {
+    b.args(argv);
+    b.envs(env);
+    if sandbox.workdir != "/" {
+        b.initial_cwd(&sandbox.workdir);
+    }
+    if let Some((root, read_only)) = &sandbox.root {
+        preopen(b, root, "/", *read_only, "/")?;
+    }
+    for m in &sandbox.mounts {
+        let spec = format!(
+            "{}:{}{}",
+            m.host.display(),
+            m.guest,
+            if m.read_only { ":ro" } else { "" }
+        );
+        let meta = std::fs::metadata(&m.host).map_err(|e| RunError::Mount {
+            mount: spec.clone(),
+            reason: format!("host path {}: {e}", m.host.display()),
+        })?;
+        if !meta.is_dir() {
+            return Err(RunError::Mount {
+                mount: spec,
+                reason:
+                    "the host path is not a directory (wasm guests can only be given directories)"
+                        .into(),
+            });
+        }
+        preopen(b, &m.host, &m.guest, m.read_only, &spec)?;
+    }
+    Ok(())
+}
+
 fn preopen(
     b: &mut WasiCtxBuilder,
     host: &Path,
@@ -454,6 +468,6 @@ fn classify(r: wasmtime::Result<i32>, limit_hit: bool, options: &RunOptions) -> 
     }
 }
 
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_owned()
 }

@@ -1,0 +1,441 @@
+//! `wharf serve`: a `wasi:http/proxy` component behind an HTTP/1.1 server,
+//! a fresh instance per request (spec/serve.md).
+//!
+//! The component is compiled once (through the module cache) and
+//! pre-instantiated with its imports resolved; each request gets its own
+//! store, taken from the pooling allocator with copy-on-write memory
+//! images, with its own memory limit and deadline. A trap or a timeout
+//! ends that request only. Guests get `wasi:http` plus the `wasi:cli`
+//! interfaces Rust's `wasm32-wasip2` std uses, the image filesystem
+//! read-only at `/` and the mapped directories, and no outgoing network:
+//! outgoing `wasi:http` requests fail.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
+    StoreLimits, StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::exec::wasm::{configure, Compiled, WasmExecutor};
+use crate::exec::{Prepared, RunError};
+use crate::store::Store;
+
+/// How often the deadline clock ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Requests handled at once; more wait for a free slot.
+    pub max_concurrency: usize,
+    /// Per-request wall-clock limit; past it the request gets 504.
+    pub timeout: Option<Duration>,
+    /// Per-request cap on each linear memory, in bytes.
+    pub memory: Option<u64>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_concurrency: 32,
+            timeout: None,
+            memory: None,
+        }
+    }
+}
+
+/// One request's outcome, for the access log.
+#[derive(Debug, Clone)]
+pub struct AccessEntry {
+    /// Request method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Status sent.
+    pub status: u16,
+    /// Time from request to response head.
+    pub duration: Duration,
+    /// Why wharf answered instead of the guest (trap, timeout, ...).
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for AccessEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {:.1}ms",
+            self.method,
+            self.path,
+            self.status,
+            self.duration.as_secs_f64() * 1000.0
+        )?;
+        if let Some(e) = &self.error {
+            write!(f, " ({e})")?;
+        }
+        Ok(())
+    }
+}
+
+struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoNetwork,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+/// `wasi:http` hooks that keep every default, including the one without a
+/// network: outgoing requests fail (deny by default).
+struct NoNetwork;
+
+type HookFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoNetwork {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: HookFuture,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (hyper::Response<wasmtime_wasi_http::WasiBody>, HookFuture),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::warn!(
+            "refused an outgoing request to {} (wasm guests have no network)",
+            request.uri().host().unwrap_or("?")
+        );
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+struct Server {
+    pre: ProxyPre<Host>,
+    prepared: Prepared,
+    options: ServeOptions,
+    slots: tokio::sync::Semaphore,
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+    log: Box<dyn Fn(&AccessEntry) + Send + Sync>,
+}
+
+/// The engine for serving: async, pooled instances, epochs for deadlines.
+fn engine(options: &ServeOptions) -> Result<Engine, RunError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let slots = options.max_concurrency.max(1) as u32;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .max_memories_per_component(2)
+        .max_memory_size(options.memory.map_or(1 << 32, |m| m as usize));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool.clone()));
+    match Engine::new(&config) {
+        Ok(e) => Ok(e),
+        Err(e) => {
+            // A machine that cannot reserve the pool still serves, with
+            // instances allocated on demand.
+            tracing::warn!("pooling allocator unavailable ({e:#}); allocating on demand");
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(|e| RunError::Engine(format!("{e:#}")))
+        }
+    }
+}
+
+/// Serves the prepared image until `shutdown` completes, then waits for the
+/// requests in flight. `ready` is called with the bound address once the
+/// server accepts connections; `log` receives one entry per request.
+pub async fn serve(
+    store: &Store,
+    prepared: Prepared,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    log: impl Fn(&AccessEntry) + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let engine = engine(&options)?;
+    let what = prepared
+        .argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "the module".into());
+    let component =
+        match WasmExecutor::new(store.clone()).compile(&engine, &prepared.module, &what)? {
+            Compiled::Component(c) => c,
+            Compiled::Module(_) => {
+                return Err(RunError::InvalidModule {
+                    what,
+                    reason:
+                        "wharf serve needs a wasi:http/proxy component, and this is a core module"
+                            .into(),
+                })
+            }
+        };
+    let mut linker: Linker<Host> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| RunError::Engine(format!("{e:#}")))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| RunError::Engine(format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| RunError::MissingImport {
+            what: what.clone(),
+            imports: crate::exec::wasm::first_line(&format!("{e:#}")),
+        })?;
+    let pre = ProxyPre::new(instance_pre).map_err(|e| RunError::InvalidModule {
+        what: what.clone(),
+        reason: format!(
+            "it does not export wasi:http/incoming-handler ({})",
+            crate::exec::wasm::first_line(&format!("{e:#}"))
+        ),
+    })?;
+
+    // The deadline clock.
+    let stop_ticking = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let engine = engine.clone();
+        let stop = stop_ticking.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+    };
+
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(Server {
+        pre,
+        prepared,
+        slots: tokio::sync::Semaphore::new(options.max_concurrency.max(1)),
+        options,
+        in_flight: AtomicUsize::new(0),
+        idle: tokio::sync::Notify::new(),
+        log: Box::new(log),
+    });
+    ready(addr);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        continue;
+                    }
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+        }
+    }
+    // Graceful: no new connections; let the requests in flight finish.
+    drop(listener);
+    loop {
+        let idle = server.idle.notified();
+        if server.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        idle.await;
+    }
+    stop_ticking.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    Ok(())
+}
+
+fn text_response(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(Bytes::from(format!("{text}\n")))
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync();
+    let mut resp = hyper::Response::new(body);
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("a valid status");
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a Server);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Server {
+    async fn handle(
+        self: &Arc<Self>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let start = Instant::now();
+        let method = req.method().to_string();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into());
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(self);
+        let (resp, error) = match self.slots.acquire().await {
+            Ok(_permit) => match self.call(req).await {
+                Ok(r) => (r, None),
+                Err((status, why)) => (text_response(status, &why), Some(why)),
+            },
+            Err(_) => (text_response(503, "shutting down"), None),
+        };
+        (self.log)(&AccessEntry {
+            method,
+            path,
+            status: resp.status().as_u16(),
+            duration: start.elapsed(),
+            error,
+        });
+        resp
+    }
+
+    /// Runs one request in a fresh instance. An `Err` is the status and
+    /// reason wharf answers with itself.
+    async fn call(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, (u16, String)> {
+        let internal = |e: String| (500, e);
+        let mut b = WasiCtxBuilder::new();
+        configure(
+            &mut b,
+            &self.prepared.argv,
+            &self.prepared.env,
+            &self.prepared.sandbox,
+        )
+        .map_err(|e| internal(e.to_string()))?;
+        // Guest output is diagnostics: both streams go to wharf's stderr.
+        b.stdout(wasmtime_wasi::cli::stderr());
+        b.stderr(wasmtime_wasi::cli::stderr());
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(m) = self.options.memory {
+            limits = limits.memory_size(m as usize);
+        }
+        let mut store = WasmStore::new(
+            self.pre.engine(),
+            Host {
+                wasi: b.build(),
+                http: WasiHttpCtx::new(),
+                hooks: NoNetwork,
+                table: ResourceTable::new(),
+                limits: limits.build(),
+            },
+        );
+        store.limiter(|h| &mut h.limits);
+        // Every tick a busy guest yields to other requests; past its
+        // deadline it traps.
+        let deadline = self.options.timeout.map(|t| Instant::now() + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| match deadline {
+            Some(d) if Instant::now() >= d => Err(wasmtime::Trap::Interrupt.into()),
+            _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| internal(format!("{e:#}")))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| internal(format!("{e:#}")))?;
+        let pre = self.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => Err((500, format!("guest answered with error {code:?}"))),
+            Err(_) => {
+                let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+                let why = match task.await {
+                    Ok(Ok(())) => "guest did not set a response".to_owned(),
+                    Ok(Err(e)) => match e.downcast_ref::<wasmtime::Trap>() {
+                        Some(wasmtime::Trap::Interrupt) => "guest interrupted".to_owned(),
+                        Some(trap) => format!("guest trapped: {trap}"),
+                        None => crate::exec::wasm::first_line(&e.root_cause().to_string()),
+                    },
+                    Err(e) => format!("guest task failed: {e}"),
+                };
+                if timed_out {
+                    Err((504, format!("timeout: {why}")))
+                } else {
+                    Err((500, why))
+                }
+            }
+        }
+    }
+}
