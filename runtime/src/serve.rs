@@ -37,6 +37,10 @@ use crate::store::Store;
 
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(10);
+/// Largest request body a CGI handler is given on stdin.
+const MAX_CGI_BODY: usize = 16 << 20;
+/// Largest response a CGI handler may write on stdout.
+const MAX_CGI_OUTPUT: usize = 64 << 20;
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -149,8 +153,24 @@ impl WasiHttpView for Host {
     }
 }
 
+/// What answers requests.
+enum Handler {
+    /// A `wasi:http/proxy` component.
+    Proxy(ProxyPre<Host>),
+    /// A WASI preview 1 command in the CGI convention.
+    Cgi(wasmtime::InstancePre<CgiHost>),
+}
+
+/// Store data of a CGI request.
+struct CgiHost {
+    wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    limits: StoreLimits,
+}
+
 struct Server {
-    pre: ProxyPre<Host>,
+    handler: Handler,
+    engine: Engine,
+    addr: std::sync::OnceLock<SocketAddr>,
     prepared: Prepared,
     options: ServeOptions,
     slots: tokio::sync::Semaphore,
@@ -202,36 +222,52 @@ pub async fn serve(
         .first()
         .cloned()
         .unwrap_or_else(|| "the module".into());
-    let component =
+    let handler =
         match WasmExecutor::new(store.clone()).compile(&engine, &prepared.module, &what)? {
-            Compiled::Component(c) => c,
-            Compiled::Module(_) => {
-                return Err(RunError::InvalidModule {
-                    what,
-                    reason:
-                        "wharf serve needs a wasi:http/proxy component, and this is a core module"
-                            .into(),
-                })
+            Compiled::Component(component) => {
+                let mut linker: Linker<Host> = Linker::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                    .map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                let instance_pre =
+                    linker
+                        .instantiate_pre(&component)
+                        .map_err(|e| RunError::MissingImport {
+                            what: what.clone(),
+                            imports: crate::exec::wasm::first_line(&format!("{e:#}")),
+                        })?;
+                Handler::Proxy(ProxyPre::new(instance_pre).map_err(|e| {
+                    RunError::InvalidModule {
+                        what: what.clone(),
+                        reason: format!(
+                            "it does not export wasi:http/incoming-handler ({})",
+                            crate::exec::wasm::first_line(&format!("{e:#}"))
+                        ),
+                    }
+                })?)
+            }
+            Compiled::Module(module) => {
+                if !matches!(
+                    module.get_export("_start"),
+                    Some(wasmtime::ExternType::Func(_))
+                ) {
+                    return Err(RunError::InvalidModule {
+                        what,
+                        reason: "it exports no _start function (CGI needs a WASI command)".into(),
+                    });
+                }
+                let mut linker: wasmtime::Linker<CgiHost> = wasmtime::Linker::new(&engine);
+                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h| &mut h.wasi)
+                    .map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                Handler::Cgi(linker.instantiate_pre(&module).map_err(|e| {
+                    RunError::MissingImport {
+                        what: what.clone(),
+                        imports: crate::exec::wasm::first_line(&format!("{e:#}")),
+                    }
+                })?)
             }
         };
-    let mut linker: Linker<Host> = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(|e| RunError::Engine(format!("{e:#}")))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .map_err(|e| RunError::Engine(format!("{e:#}")))?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| RunError::MissingImport {
-            what: what.clone(),
-            imports: crate::exec::wasm::first_line(&format!("{e:#}")),
-        })?;
-    let pre = ProxyPre::new(instance_pre).map_err(|e| RunError::InvalidModule {
-        what: what.clone(),
-        reason: format!(
-            "it does not export wasi:http/incoming-handler ({})",
-            crate::exec::wasm::first_line(&format!("{e:#}"))
-        ),
-    })?;
 
     // The deadline clock.
     let stop_ticking = Arc::new(AtomicBool::new(false));
@@ -249,7 +285,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let server = Arc::new(Server {
-        pre,
+        handler,
+        engine: engine.clone(),
+        addr: std::sync::OnceLock::new(),
         prepared,
         slots: tokio::sync::Semaphore::new(options.max_concurrency.max(1)),
         options,
@@ -257,13 +295,14 @@ pub async fn serve(
         idle: tokio::sync::Notify::new(),
         log: Box::new(log),
     });
+    let _ = server.addr.set(addr);
     ready(addr);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!("accept: {e}");
@@ -274,7 +313,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let server = server.clone();
-                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                        async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -314,6 +353,148 @@ fn text_response(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> 
     resp
 }
 
+/// Every tick a busy guest yields to other requests; past its deadline it
+/// traps. Returns the deadline.
+fn arm_deadline<T: Send>(store: &mut WasmStore<T>, timeout: Option<Duration>) -> Option<Instant> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| match deadline {
+        Some(d) if Instant::now() >= d => Err(wasmtime::Trap::Interrupt.into()),
+        _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
+    });
+    deadline
+}
+
+/// A one-line reason for a failed guest call.
+fn failure(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => "guest interrupted".to_owned(),
+        Some(trap) => format!("guest trapped: {trap}"),
+        None => crate::exec::wasm::first_line(&e.root_cause().to_string()),
+    }
+}
+
+/// The CGI/1.1 variables for a request (RFC 3875), after the image's and
+/// the user's environment.
+fn cgi_env(
+    base: &[(String, String)],
+    parts: &hyper::http::request::Parts,
+    body_len: usize,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Vec<(String, String)> {
+    let mut env = base.to_vec();
+    let mut set = |k: &str, v: String| {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_owned(), v));
+    };
+    set("GATEWAY_INTERFACE", "CGI/1.1".into());
+    set(
+        "SERVER_SOFTWARE",
+        concat!("wharf/", env!("CARGO_PKG_VERSION")).into(),
+    );
+    set("SERVER_PROTOCOL", format!("{:?}", parts.version));
+    set("REQUEST_METHOD", parts.method.to_string());
+    set("SCRIPT_NAME", String::new());
+    set("PATH_INFO", parts.uri.path().to_owned());
+    set("QUERY_STRING", parts.uri.query().unwrap_or("").to_owned());
+    set("REQUEST_URI", parts.uri.to_string());
+    set("REMOTE_ADDR", peer.ip().to_string());
+    set("REMOTE_PORT", peer.port().to_string());
+    if let Some(l) = local {
+        set("SERVER_PORT", l.port().to_string());
+    }
+    let host = parts
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_owned())
+        .unwrap_or_else(|| local.map(|l| l.ip().to_string()).unwrap_or_default());
+    set("SERVER_NAME", host);
+    if body_len > 0 {
+        set("CONTENT_LENGTH", body_len.to_string());
+    }
+    if let Some(ct) = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+    {
+        set("CONTENT_TYPE", ct.to_owned());
+    }
+    for (name, value) in &parts.headers {
+        if name == hyper::header::CONTENT_TYPE || name == hyper::header::CONTENT_LENGTH {
+            continue;
+        }
+        let key = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        set(&key, String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    env
+}
+
+/// Turns a CGI response (headers, blank line, body) into an HTTP one.
+fn cgi_response(out: &[u8]) -> Result<hyper::Response<HyperOutgoingBody>, String> {
+    let split = |sep: &[u8]| {
+        out.windows(sep.len())
+            .position(|w| w == sep)
+            .map(|i| (i, sep.len()))
+    };
+    let (at, len) = match (split(b"\r\n\r\n"), split(b"\n\n")) {
+        (Some(a), Some(b)) => {
+            if a.0 <= b.0 {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => {
+            return Err("malformed CGI response: no blank line after the headers".into())
+        }
+    };
+    let head = String::from_utf8_lossy(&out[..at]);
+    let body = Bytes::copy_from_slice(&out[at + len..]);
+    let mut resp = hyper::Response::new(
+        http_body_util::Full::new(body)
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+    );
+    let mut status = None;
+    let mut location = false;
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("malformed CGI response header {line:?}"));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok());
+            status = Some(
+                code.and_then(|c| hyper::StatusCode::from_u16(c).ok())
+                    .ok_or_else(|| format!("malformed CGI Status header {value:?}"))?,
+            );
+            continue;
+        }
+        location |= name.eq_ignore_ascii_case("location");
+        if let (Ok(n), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    *resp.status_mut() = status.unwrap_or(if location {
+        hyper::StatusCode::FOUND
+    } else {
+        hyper::StatusCode::OK
+    });
+    Ok(resp)
+}
+
 /// Counts a request as in flight until dropped.
 struct InFlight<'a>(&'a Server);
 
@@ -329,6 +510,7 @@ impl Server {
     async fn handle(
         self: &Arc<Self>,
         req: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
     ) -> hyper::Response<HyperOutgoingBody> {
         let start = Instant::now();
         let method = req.method().to_string();
@@ -340,7 +522,10 @@ impl Server {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(self);
         let (resp, error) = match self.slots.acquire().await {
-            Ok(_permit) => match self.call(req).await {
+            Ok(_permit) => match match &self.handler {
+                Handler::Proxy(pre) => self.call(pre, req).await,
+                Handler::Cgi(pre) => self.cgi(pre, req, peer).await,
+            } {
                 Ok(r) => (r, None),
                 Err((status, why)) => (text_response(status, &why), Some(why)),
             },
@@ -356,10 +541,79 @@ impl Server {
         resp
     }
 
+    /// Runs one CGI request: a fresh instance of the command with the
+    /// request in its environment and on stdin, its stdout the response.
+    async fn cgi(
+        &self,
+        pre: &wasmtime::InstancePre<CgiHost>,
+        req: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, (u16, String)> {
+        let (parts, body) = req.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_CGI_BODY)
+            .collect()
+            .await
+            .map_err(|e| (413, format!("request body: {e}")))?
+            .to_bytes();
+        let env = cgi_env(
+            &self.prepared.env,
+            &parts,
+            body.len(),
+            peer,
+            self.addr.get().copied(),
+        );
+        let mut b = WasiCtxBuilder::new();
+        configure(&mut b, &self.prepared.argv, &env, &self.prepared.sandbox)
+            .map_err(|e| (500, e.to_string()))?;
+        b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(body));
+        let out = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(MAX_CGI_OUTPUT);
+        b.stdout(out.clone());
+        b.stderr(wasmtime_wasi::cli::stderr());
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(m) = self.options.memory {
+            limits = limits.memory_size(m as usize);
+        }
+        let mut store = WasmStore::new(
+            &self.engine,
+            CgiHost {
+                wasi: b.build_p1(),
+                limits: limits.build(),
+            },
+        );
+        store.limiter(|h| &mut h.limits);
+        let deadline = arm_deadline(&mut store, self.options.timeout);
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        .await;
+        let code = match result {
+            Ok(()) => 0,
+            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => exit.0,
+                None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err((504, format!("timeout: {}", failure(&e))))
+                }
+                None => return Err((500, failure(&e))),
+            },
+        };
+        drop(store);
+        let output = out.contents();
+        if output.is_empty() {
+            return Err((
+                500,
+                format!("guest exited with code {code} and wrote no response"),
+            ));
+        }
+        cgi_response(&output).map_err(|e| (500, e))
+    }
+
     /// Runs one request in a fresh instance. An `Err` is the status and
     /// reason wharf answers with itself.
     async fn call(
         &self,
+        pre: &ProxyPre<Host>,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, (u16, String)> {
         let internal = |e: String| (500, e);
@@ -379,7 +633,7 @@ impl Server {
             limits = limits.memory_size(m as usize);
         }
         let mut store = WasmStore::new(
-            self.pre.engine(),
+            &self.engine,
             Host {
                 wasi: b.build(),
                 http: WasiHttpCtx::new(),
@@ -389,14 +643,7 @@ impl Server {
             },
         );
         store.limiter(|h| &mut h.limits);
-        // Every tick a busy guest yields to other requests; past its
-        // deadline it traps.
-        let deadline = self.options.timeout.map(|t| Instant::now() + t);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| match deadline {
-            Some(d) if Instant::now() >= d => Err(wasmtime::Trap::Interrupt.into()),
-            _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
-        });
+        let deadline = arm_deadline(&mut store, self.options.timeout);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -408,7 +655,7 @@ impl Server {
             .http()
             .new_response_outparam(sender)
             .map_err(|e| internal(format!("{e:#}")))?;
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -423,11 +670,7 @@ impl Server {
                 let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
                 let why = match task.await {
                     Ok(Ok(())) => "guest did not set a response".to_owned(),
-                    Ok(Err(e)) => match e.downcast_ref::<wasmtime::Trap>() {
-                        Some(wasmtime::Trap::Interrupt) => "guest interrupted".to_owned(),
-                        Some(trap) => format!("guest trapped: {trap}"),
-                        None => crate::exec::wasm::first_line(&e.root_cause().to_string()),
-                    },
+                    Ok(Err(e)) => failure(&e),
                     Err(e) => format!("guest task failed: {e}"),
                 };
                 if timed_out {

@@ -181,12 +181,54 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
 }
 
 #[test]
-fn serve_refuses_what_is_not_a_proxy_component() {
+fn serve_refuses_components_that_are_not_proxies() {
     let env = Env::new();
-    env.build_example("hello", "hello");
     env.build_example("hello-p2", "hello-p2");
-    env.wharf(&["serve", "--listen", "127.0.0.1:0", "hello"])
-        .fails(126, "needs a wasi:http/proxy component");
     env.wharf(&["serve", "--listen", "127.0.0.1:0", "hello-p2"])
         .fails(126, "wasi:http/incoming-handler");
+}
+
+/// One HTTP/1.1 POST with a body and a user agent: (status, head, body).
+fn post(addr: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wharf-test\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn wasip1_programs_answer_in_the_cgi_convention() {
+    let env = Env::new();
+    env.build_example("cgi-hello", "cgi-hello");
+    let mut srv = Serving::start(&env, &["--timeout", "2s", "cgi-hello"]);
+    let (status, head, body) = post(&srv.addr, "/echo?x=1&y=2", "payload");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-handler: cgi-hello"), "{head}");
+    assert_eq!(
+        body,
+        "Hello from a wharf CGI handler!\nmethod: POST\npath: /echo\nquery: x=1&y=2\n\
+         user-agent: wharf-test\nbody: payload\n"
+    );
+    assert_eq!(srv.get("/teapot"), (418, "short and stout\n".into()));
+    assert_eq!(srv.get("/trap").0, 500);
+    assert_eq!(srv.get("/after").0, 200, "the server keeps serving");
+    srv.wait_for("GET /after 200");
+
+    // A program that does not write CGI headers is a 500, not a crash.
+    env.build_example("hello", "hello");
+    let srv = Serving::start(&env, &["hello"]);
+    let (status, body) = srv.get("/");
+    assert_eq!(status, 500);
+    assert!(body.contains("malformed CGI response"), "{body}");
 }
