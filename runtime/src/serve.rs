@@ -32,7 +32,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::exec::wasm::{configure, Compiled, WasmExecutor};
-use crate::exec::{Prepared, RunError};
+use crate::exec::{NetworkPolicy, Prepared, RunError};
 use crate::store::Store;
 
 /// How often the deadline clock ticks.
@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub timeout: Option<Duration>,
     /// Per-request cap on each linear memory, in bytes.
     pub memory: Option<u64>,
+    /// Outgoing network (none by default).
+    pub network: NetworkPolicy,
 }
 
 impl Default for ServeOptions {
@@ -62,6 +64,7 @@ impl Default for ServeOptions {
             max_concurrency: 32,
             timeout: None,
             memory: None,
+            network: NetworkPolicy::default(),
         }
     }
 }
@@ -101,23 +104,24 @@ impl std::fmt::Display for AccessEntry {
 struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: NoNetwork,
+    hooks: Outgoing,
     table: ResourceTable,
     limits: StoreLimits,
 }
 
-/// `wasi:http` hooks that keep every default, including the one without a
-/// network: outgoing requests fail (deny by default).
-struct NoNetwork;
+/// `wasi:http` hooks: outgoing requests go out only to destinations the
+/// network policy allows (none by default); the rest fail with
+/// `HTTP-request-denied`.
+struct Outgoing(NetworkPolicy);
 
 type HookFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
-impl wasmtime_wasi_http::WasiHttpHooks for NoNetwork {
+impl wasmtime_wasi_http::WasiHttpHooks for Outgoing {
     fn send_request(
         &mut self,
         request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: HookFuture,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: HookFuture,
     ) -> Box<
         dyn Future<
                 Output = Result<
@@ -126,11 +130,26 @@ impl wasmtime_wasi_http::WasiHttpHooks for NoNetwork {
                 >,
             > + Send,
     > {
-        tracing::warn!(
-            "refused an outgoing request to {} (wasm guests have no network)",
-            request.uri().host().unwrap_or("?")
-        );
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let uri = request.uri();
+        let host = uri.host().unwrap_or("").to_owned();
+        let port =
+            uri.port_u16()
+                .unwrap_or(if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+                    443
+                } else {
+                    80
+                });
+        if !self.0.allows_http(&host, port) {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        drop(fut);
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(http_body_util::BodyExt::boxed_unsync),
+                Box::new(io) as HookFuture,
+            ))
+        })
     }
 }
 
@@ -565,6 +584,7 @@ impl Server {
         let mut b = WasiCtxBuilder::new();
         configure(&mut b, &self.prepared.argv, &env, &self.prepared.sandbox)
             .map_err(|e| (500, e.to_string()))?;
+        self.options.network.apply(&mut b);
         b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(body));
         let out = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(MAX_CGI_OUTPUT);
         b.stdout(out.clone());
@@ -625,6 +645,7 @@ impl Server {
             &self.prepared.sandbox,
         )
         .map_err(|e| internal(e.to_string()))?;
+        self.options.network.apply(&mut b);
         // Guest output is diagnostics: both streams go to wharf's stderr.
         b.stdout(wasmtime_wasi::cli::stderr());
         b.stderr(wasmtime_wasi::cli::stderr());
@@ -637,7 +658,7 @@ impl Server {
             Host {
                 wasi: b.build(),
                 http: WasiHttpCtx::new(),
-                hooks: NoNetwork,
+                hooks: Outgoing(self.options.network.clone()),
                 table: ResourceTable::new(),
                 limits: limits.build(),
             },

@@ -6,6 +6,7 @@ mod registry_harness;
 
 mod build;
 mod images;
+mod network;
 mod registry;
 mod run;
 mod sandbox;

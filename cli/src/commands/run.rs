@@ -52,6 +52,18 @@ pub struct Args {
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
+    /// Publish a guest port ([IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]); wasip2
+    /// guests may listen on exactly these.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:GUEST")]
+    publish: Vec<String>,
+    /// Network mode: none (the default: nothing but -p and --allow-net) or
+    /// host (everything).
+    #[arg(long)]
+    network: Option<String>,
+    /// Allow outgoing connections to HOST[:PORT] (an address, a CIDR block,
+    /// a name or *.domain); repeatable.
+    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
+    allow_net: Vec<String>,
     /// Pull the image when it is not in the store: missing or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
     pull: String,
@@ -130,6 +142,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
             .map_err(anyhow::Error::msg)?,
         fuel: a.fuel,
         stdin: a.interactive,
+        network: super::lib(
+            exec::NetworkPolicy::new(a.network.as_deref(), &a.publish, &a.allow_net)
+                .map_err(exec::RunError::from),
+        )?,
         ..RunOptions::default()
     };
     // `x.wasm` is a file when it exists, or when no image has that name

@@ -31,6 +31,13 @@ pub struct Args {
     /// Map a host directory (HOST:GUEST[:ro]).
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     volumes: Vec<String>,
+    /// Network mode: none (the default) or host.
+    #[arg(long)]
+    network: Option<String>,
+    /// Allow outgoing wasi:http requests and connections to HOST[:PORT]
+    /// (an address, a CIDR block, a name or *.domain); repeatable.
+    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
+    allow_net: Vec<String>,
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -61,6 +68,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
             .map(exec::parse_bytes)
             .transpose()
             .map_err(anyhow::Error::msg)?,
+        network: super::lib(
+            exec::NetworkPolicy::new(a.network.as_deref(), &[], &a.allow_net)
+                .map_err(exec::RunError::from),
+        )?,
     };
     let tagged = super::lib(store.lookup(&a.image))?;
     let image = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;

@@ -2,6 +2,7 @@
 //! executors that run it. Only the wasm executor exists so far; the Linux
 //! backend will be a second executor behind the same [`RunOptions`].
 
+pub mod network;
 pub mod wasm;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use crate::image::{Image, ModuleSource};
 use crate::layer::unpack_layer;
 use crate::store::Store;
 
+pub use network::{NetRule, NetworkError, NetworkPolicy, PortMap};
 pub use wasm::{ModuleInput, WasmExecutor};
 
 /// Exit code for wharf's own failures before the guest starts (bad input,
@@ -86,6 +88,12 @@ pub enum RunError {
     /// Setting up the engine or the sandbox failed.
     #[error("wasm runtime: {0}")]
     Engine(String),
+    /// A bad network option.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// Something wharf cannot do for this guest.
+    #[error("{0}")]
+    Unsupported(String),
     /// An I/O failure outside the store.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -185,6 +193,8 @@ pub struct RunOptions {
     pub stdout: Stdio,
     /// Guest stderr.
     pub stderr: Stdio,
+    /// Network access (none by default).
+    pub network: NetworkPolicy,
 }
 
 /// How a guest ended.

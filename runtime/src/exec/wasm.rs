@@ -240,6 +240,16 @@ impl WasmExecutor {
 
         let mut b = WasiCtxBuilder::new();
         configure(&mut b, argv, env, sandbox)?;
+        options.network.apply(&mut b);
+        if matches!(compiled, Compiled::Module(_)) && !options.network.publish.is_empty() {
+            return Err(RunError::Unsupported(
+                "-p needs a WASI preview 2 component: wasmtime-wasi has no preview 1 sockets, so a wasip1 module cannot listen"
+                    .into(),
+            ));
+        }
+        // Published ports whose host side differs from the guest side get a
+        // forwarder for the run.
+        let _forwarders = super::network::forward_ports(&options.network.publish)?;
         if options.stdin {
             b.stdin(wasmtime_wasi::cli::stdin());
         }

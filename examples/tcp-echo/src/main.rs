@@ -1,0 +1,59 @@
+//! `tcp-echo`: a TCP echo server and client over `wasi:sockets` (Rust std
+//! on `wasm32-wasip2`), for wharf's network tests.
+//!
+//! - `tcp-echo serve PORT`: listens on 0.0.0.0:PORT, prints `listening`,
+//!   and echoes each line back with an `echo: ` prefix, forever;
+//! - `tcp-echo connect HOST:PORT TEXT`: sends TEXT, prints the answer, or
+//!   `error: ...` and exits 1 when the connection is refused.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+
+fn serve(port: &str) {
+    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        for line in BufReader::new(&conn).lines() {
+            let Ok(line) = line else { break };
+            if writeln!(&conn, "echo: {line}").is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn connect(addr: &str, text: &str) {
+    let result = TcpStream::connect(addr).and_then(|mut s| {
+        writeln!(s, "{text}")?;
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer)?;
+        Ok(answer)
+    });
+    match result {
+        Ok(a) => print!("{a}"),
+        Err(e) => {
+            println!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["serve", port] => serve(port),
+        ["connect", addr, text] => connect(addr, text),
+        _ => {
+            eprintln!("usage: tcp-echo serve PORT | tcp-echo connect HOST:PORT TEXT");
+            std::process::exit(2);
+        }
+    }
+}
