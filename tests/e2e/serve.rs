@@ -232,3 +232,44 @@ fn wasip1_programs_answer_in_the_cgi_convention() {
     assert_eq!(status, 500);
     assert!(body.contains("malformed CGI response"), "{body}");
 }
+
+/// A loopback HTTP server run by the test: answers every request with
+/// `upstream-body`. Returns its port.
+fn upstream() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nupstream-body",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn outgoing_http_is_denied_unless_allowed() {
+    let env = Env::new();
+    env.build_example("http-hello", "http-hello");
+    let port = upstream();
+    let path = format!("/fetch/127.0.0.1:{port}/x");
+    {
+        let mut srv = Serving::start(&env, &["http-hello"]);
+        let (status, body) = srv.get(&path);
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("Denied"), "{body}");
+        srv.wait_for("not allowed by --allow-net");
+    }
+    let allow = format!("127.0.0.1:{port}");
+    let srv = Serving::start(&env, &["--allow-net", &allow, "http-hello"]);
+    assert_eq!(srv.get(&path), (200, "upstream 200: upstream-body".into()));
+    // Another port on the same host is still refused.
+    let other = format!("/fetch/127.0.0.1:{}/x", port.wrapping_add(1).max(1));
+    assert_eq!(srv.get(&other).0, 502);
+}
