@@ -337,6 +337,10 @@ pub fn is_dir_in_layers(store: &Store, layers: &[Descriptor], rel: &str) -> Resu
                 hidden |= covers;
             } else if comps == want {
                 written = Some(entry.header().entry_type().is_dir());
+            } else if comps.len() > want.len() && comps.starts_with(&want) {
+                // An entry below `want` makes it a directory (tars often
+                // leave parents implicit).
+                written = Some(true);
             } else if want.starts_with(&comps) && !entry.header().entry_type().is_dir() {
                 // An ancestor replaced by a non-directory.
                 written = Some(false);

@@ -7,8 +7,11 @@
 //! images, with its own memory limit and deadline. A trap or a timeout
 //! ends that request only. Guests get `wasi:http` plus the `wasi:cli`
 //! interfaces Rust's `wasm32-wasip2` std uses, the image filesystem
-//! read-only at `/` and the mapped directories, and no outgoing network:
-//! outgoing `wasi:http` requests fail.
+//! read-only at `/` and the mapped directories, and only the network that
+//! `--allow-net` grants (none by default).
+//!
+//! A request holds its concurrency slot, and counts as in flight, until
+//! its response body has been sent, not just its head.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,6 +42,8 @@ use crate::store::Store;
 const TICK: Duration = Duration::from_millis(10);
 /// Largest request body a CGI handler is given on stdin.
 const MAX_CGI_BODY: usize = 16 << 20;
+/// How long a CGI request body may take to arrive without `--timeout`.
+const CGI_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest response a CGI handler may write on stdout.
 const MAX_CGI_OUTPUT: usize = 64 << 20;
 
@@ -192,7 +197,7 @@ struct Server {
     addr: std::sync::OnceLock<SocketAddr>,
     prepared: Prepared,
     options: ServeOptions,
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
     log: Box<dyn Fn(&AccessEntry) + Send + Sync>,
@@ -288,6 +293,8 @@ pub async fn serve(
             }
         };
 
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
     // The deadline clock.
     let stop_ticking = Arc::new(AtomicBool::new(false));
     let ticker = {
@@ -301,14 +308,12 @@ pub async fn serve(
         })
     };
 
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    let addr = listener.local_addr()?;
     let server = Arc::new(Server {
         handler,
         engine: engine.clone(),
         addr: std::sync::OnceLock::new(),
         prepared,
-        slots: tokio::sync::Semaphore::new(options.max_concurrency.max(1)),
+        slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrency.max(1))),
         options,
         in_flight: AtomicUsize::new(0),
         idle: tokio::sync::Notify::new(),
@@ -499,6 +504,12 @@ fn cgi_response(out: &[u8]) -> Result<hyper::Response<HyperOutgoingBody>, String
             continue;
         }
         location |= name.eq_ignore_ascii_case("location");
+        if CGI_DROPPED_HEADERS
+            .iter()
+            .any(|h| name.trim().eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
         if let (Ok(n), Ok(v)) = (
             hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
             hyper::header::HeaderValue::from_str(value),
@@ -514,16 +525,71 @@ fn cgi_response(out: &[u8]) -> Result<hyper::Response<HyperOutgoingBody>, String
     Ok(resp)
 }
 
-/// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a Server);
+/// A request read as far as its handler needs before taking a slot.
+enum Pending {
+    Proxy(hyper::Request<hyper::body::Incoming>),
+    Cgi(hyper::http::request::Parts, Bytes),
+}
 
-impl Drop for InFlight<'_> {
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<Server>);
+
+impl InFlight {
+    fn new(server: &Arc<Server>) -> InFlight {
+        server.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(server.clone())
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
     }
 }
+
+/// A response body that keeps its request's slot and in-flight count
+/// until the body has been sent (or dropped).
+struct Guarded {
+    body: HyperOutgoingBody,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Hop-by-hop and framing headers a CGI program must not set: wharf frames
+/// the response itself (RFC 3875 section 6.3, RFC 9110 section 7.6.1).
+const CGI_DROPPED_HEADERS: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    "te",
+    "proxy-connection",
+    "proxy-authenticate",
+];
 
 impl Server {
     async fn handle(
@@ -538,17 +604,37 @@ impl Server {
             .path_and_query()
             .map(|p| p.to_string())
             .unwrap_or_else(|| "/".into());
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let _guard = InFlight(self);
-        let (resp, error) = match self.slots.acquire().await {
-            Ok(_permit) => match match &self.handler {
-                Handler::Proxy(pre) => self.call(pre, req).await,
-                Handler::Cgi(pre) => self.cgi(pre, req, peer).await,
-            } {
-                Ok(r) => (r, None),
-                Err((status, why)) => (text_response(status, &why), Some(why)),
+        let in_flight = InFlight::new(self);
+        // A CGI request body is read whole, under the deadline, before the
+        // request takes a slot: slow uploads cannot hold slots.
+        let pending = match &self.handler {
+            Handler::Cgi(_) => {
+                let (parts, body) = req.into_parts();
+                let limit = self.options.timeout.unwrap_or(CGI_BODY_TIMEOUT);
+                let read = http_body_util::Limited::new(body, MAX_CGI_BODY).collect();
+                match tokio::time::timeout(limit, read).await {
+                    Ok(Ok(b)) => Ok(Pending::Cgi(parts, b.to_bytes())),
+                    Ok(Err(e)) => Err((413, format!("request body: {e}"))),
+                    Err(_) => Err((408, "request body: timeout".to_owned())),
+                }
+            }
+            Handler::Proxy(_) => Ok(Pending::Proxy(req)),
+        };
+        let (resp, error, slot) = match pending {
+            Err((status, why)) => (text_response(status, &why), Some(why), None),
+            Ok(pending) => match self.slots.clone().acquire_owned().await {
+                Ok(slot) => match match (&self.handler, pending) {
+                    (Handler::Cgi(pre), Pending::Cgi(parts, body)) => {
+                        self.cgi(pre, parts, body, peer).await
+                    }
+                    (Handler::Proxy(pre), Pending::Proxy(req)) => self.call(pre, req).await,
+                    _ => unreachable!("a request is read for its handler's kind"),
+                } {
+                    Ok(r) => (r, None, Some(slot)),
+                    Err((status, why)) => (text_response(status, &why), Some(why), Some(slot)),
+                },
+                Err(_) => (text_response(503, "shutting down"), None, None),
             },
-            Err(_) => (text_response(503, "shutting down"), None),
         };
         (self.log)(&AccessEntry {
             method,
@@ -557,7 +643,14 @@ impl Server {
             duration: start.elapsed(),
             error,
         });
-        resp
+        resp.map(|body| {
+            Guarded {
+                body,
+                _slot: slot,
+                _in_flight: in_flight,
+            }
+            .boxed_unsync()
+        })
     }
 
     /// Runs one CGI request: a fresh instance of the command with the
@@ -565,15 +658,10 @@ impl Server {
     async fn cgi(
         &self,
         pre: &wasmtime::InstancePre<CgiHost>,
-        req: hyper::Request<hyper::body::Incoming>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
         peer: SocketAddr,
     ) -> Result<hyper::Response<HyperOutgoingBody>, (u16, String)> {
-        let (parts, body) = req.into_parts();
-        let body = http_body_util::Limited::new(body, MAX_CGI_BODY)
-            .collect()
-            .await
-            .map_err(|e| (413, format!("request body: {e}")))?
-            .to_bytes();
         let env = cgi_env(
             &self.prepared.env,
             &parts,
@@ -684,7 +772,19 @@ impl Server {
                 .call_handle(&mut store, incoming, out)
                 .await
         });
-        match receiver.await {
+        // Epoch checks only run inside wasm: a guest waiting in the host
+        // (on a slow request body, an outgoing request) is bounded here.
+        let head = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), receiver).await {
+                Ok(r) => r,
+                Err(_) => {
+                    task.abort();
+                    return Err((504, "timeout: guest interrupted".into()));
+                }
+            },
+            None => receiver.await,
+        };
+        match head {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(code)) => Err((500, format!("guest answered with error {code:?}"))),
             Err(_) => {

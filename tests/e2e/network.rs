@@ -64,14 +64,26 @@ fn published_ports_reach_a_guest_server() {
     assert_eq!(echo_through(port, "hello"), "echo: hello\n");
     assert_eq!(echo_through(port, "again"), "echo: again\n");
 
-    // Host port and guest port differ: wharf relays.
+    // Host port and guest port differ: wharf relays to the guest port on
+    // loopback, and the guest may bind only loopback there.
     let (host, guest) = (free_port(), free_port());
     let spec = format!("127.0.0.1:{host}:{guest}");
+    let g = guest.to_string();
     let _fwd = Server::start(
         &env,
-        &["run", "-p", &spec, "tcp-echo", "serve", &guest.to_string()],
+        &["run", "-p", &spec, "tcp-echo", "serve", &g, "127.0.0.1"],
     );
     assert_eq!(echo_through(host, "relayed"), "echo: relayed\n");
+    let r = env.wharf(&[
+        "run",
+        "-p",
+        &format!("{}:{g}", free_port()),
+        "tcp-echo",
+        "serve",
+        &g,
+    ]);
+    assert_eq!(r.code, 1, "binding 0.0.0.0 on a relayed port: {}", r.stderr);
+    assert!(r.stderr.contains("bind 127.0.0.1"), "{}", r.stderr);
 }
 
 #[test]

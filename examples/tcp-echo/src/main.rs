@@ -1,16 +1,17 @@
 //! `tcp-echo`: a TCP echo server and client over `wasi:sockets` (Rust std
 //! on `wasm32-wasip2`), for wharf's network tests.
 //!
-//! - `tcp-echo serve PORT`: listens on 0.0.0.0:PORT, prints `listening`,
-//!   and echoes each line back with an `echo: ` prefix, forever;
+//! - `tcp-echo serve PORT [ADDR]`: listens on ADDR:PORT (default
+//!   0.0.0.0), prints `listening`, and echoes each line back with an
+//!   `echo: ` prefix, forever;
 //! - `tcp-echo connect HOST:PORT TEXT`: sends TEXT, prints the answer, or
 //!   `error: ...` and exits 1 when the connection is refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 
-fn serve(port: &str) {
-    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+fn serve(port: &str, addr: &str) {
+    let listener = match TcpListener::bind(format!("{addr}:{port}")) {
         Ok(l) => l,
         Err(e) => {
             println!("error: {e}");
@@ -49,10 +50,11 @@ fn connect(addr: &str, text: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["serve", port] => serve(port),
+        ["serve", port] => serve(port, "0.0.0.0"),
+        ["serve", port, addr] => serve(port, addr),
         ["connect", addr, text] => connect(addr, text),
         _ => {
-            eprintln!("usage: tcp-echo serve PORT | tcp-echo connect HOST:PORT TEXT");
+            eprintln!("usage: tcp-echo serve PORT [ADDR] | tcp-echo connect HOST:PORT TEXT");
             std::process::exit(2);
         }
     }

@@ -163,6 +163,14 @@ pub struct PortMap {
     pub udp: bool,
 }
 
+impl PortMap {
+    /// True when wharf relays the host side to the guest's port (the two
+    /// ports differ).
+    pub fn relayed(&self) -> bool {
+        self.host_port != self.guest_port
+    }
+}
+
 impl FromStr for PortMap {
     type Err = NetworkError;
     fn from_str(s: &str) -> Result<PortMap, NetworkError> {
@@ -283,13 +291,33 @@ impl NetworkPolicy {
     /// ports (port 0, an implicit bind before connect, is allowed when
     /// outgoing connections are).
     pub fn allows_bind(&self, addr: SocketAddr, udp: bool) -> bool {
-        if self.host
-            || self
-                .publish
-                .iter()
-                .any(|p| p.guest_port == addr.port() && p.udp == udp)
-        {
+        if self.host {
             return true;
+        }
+        if let Some(p) = self
+            .publish
+            .iter()
+            .find(|p| p.guest_port == addr.port() && p.udp == udp)
+        {
+            // A relayed port is reached through loopback only; a port
+            // published on one host address is bound on that address only.
+            let where_ok = if p.relayed() {
+                addr.ip().is_loopback()
+            } else {
+                p.host_ip.is_none_or(|ip| ip == addr.ip())
+            };
+            if !where_ok {
+                let want = if p.relayed() {
+                    "127.0.0.1 (the port is published through wharf's relay)".to_owned()
+                } else {
+                    p.host_ip.map(|ip| ip.to_string()).unwrap_or_default()
+                };
+                self.log_once(
+                    format!("bind-addr {addr}"),
+                    format!("refused to listen on {addr}: bind {want} instead"),
+                );
+            }
+            return where_ok;
         }
         if addr.port() == 0 {
             // An implicit bind before a connect or send.
@@ -373,7 +401,8 @@ impl NetworkPolicy {
     /// Logs `message` the first time `key` is refused.
     fn log_once(&self, key: String, message: String) {
         let mut seen = self.refused.lock().expect("refusal log lock");
-        if seen.insert(key) {
+        // Bounded: a guest scanning addresses must not grow this forever.
+        if seen.len() < 1024 && seen.insert(key) {
             tracing::warn!("{message}");
         }
     }
@@ -411,7 +440,7 @@ impl NetworkPolicy {
 pub(crate) fn forward_ports(publish: &[PortMap]) -> std::io::Result<Vec<Forwarder>> {
     let mut out = Vec::new();
     for p in publish {
-        if p.host_ip.is_none() && p.host_port == p.guest_port {
+        if !p.relayed() {
             continue; // the guest's own socket is the published one
         }
         if p.udp {
@@ -435,7 +464,15 @@ pub(crate) fn forward_ports(publish: &[PortMap]) -> std::io::Result<Vec<Forwarde
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        std::thread::spawn(move || relay(client, guest));
+                        // Bounded: each relay costs two threads.
+                        if RELAYS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_RELAYS {
+                            RELAYS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            continue;
+                        }
+                        std::thread::spawn(move || {
+                            relay(client, guest);
+                            RELAYS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -448,6 +485,11 @@ pub(crate) fn forward_ports(publish: &[PortMap]) -> std::io::Result<Vec<Forwarde
     }
     Ok(out)
 }
+
+/// Relayed connections open at once, across all forwarders.
+static RELAYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// At most this many relayed connections at once; more are closed.
+const MAX_RELAYS: usize = 256;
 
 fn relay(client: std::net::TcpStream, guest: SocketAddr) {
     let _ = client.set_nonblocking(false);
@@ -537,9 +579,15 @@ mod tests {
             &["127.0.0.0/8:5000".into(), "*.example.com".into()],
         )
         .unwrap();
-        assert!(p.allows_bind("0.0.0.0:80".parse().unwrap(), false));
-        assert!(!p.allows_bind("0.0.0.0:81".parse().unwrap(), false));
-        assert!(!p.allows_bind("0.0.0.0:80".parse().unwrap(), true));
+        // 8080:80 is relayed: the guest binds loopback only.
+        assert!(p.allows_bind("127.0.0.1:80".parse().unwrap(), false));
+        assert!(!p.allows_bind("0.0.0.0:80".parse().unwrap(), false));
+        assert!(!p.allows_bind("127.0.0.1:81".parse().unwrap(), false));
+        let same = NetworkPolicy::new(None, &["80".into(), "10.1.2.3:90:90".into()], &[]).unwrap();
+        assert!(same.allows_bind("0.0.0.0:80".parse().unwrap(), false));
+        assert!(same.allows_bind("10.1.2.3:90".parse().unwrap(), false));
+        assert!(!same.allows_bind("0.0.0.0:90".parse().unwrap(), false));
+        assert!(!p.allows_bind("127.0.0.1:80".parse().unwrap(), true));
         assert!(p.allows_connect("127.0.0.9:5000".parse().unwrap()));
         assert!(!p.allows_connect("127.0.0.9:5001".parse().unwrap()));
         assert!(!p.allows_connect("10.0.0.1:5000".parse().unwrap()));

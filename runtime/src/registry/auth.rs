@@ -216,6 +216,12 @@ pub fn lookup(
 pub fn save(wharf_dir: &Path, registry: &str, creds: &Credentials) -> Result<(), RegistryError> {
     let path = wharf_dir.join("auth.json");
     let mut v = read_json(&path)?.unwrap_or_else(|| serde_json::json!({}));
+    if !v.is_object() {
+        return Err(RegistryError::Config {
+            path,
+            reason: "not a JSON object".into(),
+        });
+    }
     let raw = format!("{}:{}", creds.username, creds.password);
     let mut auths: BTreeMap<String, Value> =
         serde_json::from_value(v["auths"].take()).unwrap_or_default();

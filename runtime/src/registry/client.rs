@@ -23,6 +23,8 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 const MAX_REDIRECTS: usize = 10;
 /// Token lifetime when the token service does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest a token is cached, whatever the service says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How to reach registries: TLS checks and where configuration lives.
 #[derive(Debug, Clone)]
@@ -232,11 +234,6 @@ impl Client {
         &self.registry
     }
 
-    /// The `scheme://host/` wharf talks to.
-    pub(crate) fn endpoint(&self) -> &Url {
-        &self.endpoint
-    }
-
     /// True when a token service was asked anonymously because it was not
     /// trusted with the credentials.
     pub(crate) fn withheld_credentials(&self) -> bool {
@@ -375,9 +372,17 @@ impl Client {
     }
 
     pub(crate) fn transfer_error(&self, e: &reqwest::Error) -> RegistryError {
+        // URLs can carry secrets (presigned storage links, upload state):
+        // errors show them without their query.
+        let mut reason = describe(e);
+        if let Some(url) = e.url() {
+            let mut safe = url.clone();
+            safe.set_query(None);
+            reason = reason.replace(url.as_str(), safe.as_str());
+        }
         RegistryError::Connect {
             registry: self.registry.clone(),
-            reason: describe(e),
+            reason,
         }
     }
 
@@ -493,9 +498,11 @@ impl Client {
                 registry: self.registry.clone(),
                 reason: "token service answered without a token".into(),
             })?;
+        // The lifetime is the service's word, capped: an absurd value must
+        // not overflow the expiry instant.
         let life = t
             .expires_in
-            .map(Duration::from_secs)
+            .map(|s| Duration::from_secs(s.min(MAX_TOKEN_LIFETIME.as_secs())))
             .unwrap_or(DEFAULT_TOKEN_LIFETIME);
         Ok((token, life))
     }

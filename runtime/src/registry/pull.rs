@@ -57,7 +57,13 @@ pub async fn pull(
     };
     let (mut bytes, mut media_type) =
         fetch(what.clone(), r.digest().map(|d| (d.clone(), 0))).await?;
+    // A reference that pins an index digest names the index (with the
+    // chosen platform's manifest stored under it), so the name resolves.
+    let mut pinned_index = None;
     if is_index(&media_type, &bytes) {
+        if r.digest().is_some() {
+            pinned_index = Some((bytes.clone(), media_type.clone()));
+        }
         reject_ambiguous(&bytes, &r)?;
         let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
             RegistryError::Unsupported(format!("index of {}: malformed: {e}", r.familiar()))
@@ -120,13 +126,23 @@ pub async fn pull(
         }
     }
     store.put_blob(&bytes)?;
-    let descriptor = Descriptor::new(
+    let mut descriptor = Descriptor::new(
         MediaType::from(media_type.as_str()),
         bytes.len() as u64,
         crate::image::oci_digest(&digest),
     );
     // Only an image wharf can read gets a name.
     store.load_image(&descriptor, None)?;
+    let mut digest = digest;
+    if let Some((index, index_type)) = pinned_index {
+        store.put_blob(&index)?;
+        digest = Digest::of(&index);
+        descriptor = Descriptor::new(
+            MediaType::from(index_type.as_str()),
+            index.len() as u64,
+            crate::image::oci_digest(&digest),
+        );
+    }
     let named = if r.tag().is_none() && r.digest().is_none() {
         r.with_tag(crate::reference::DEFAULT_TAG)
     } else {
@@ -270,10 +286,10 @@ async fn fetch_manifest(
             });
         }
     }
-    // The body's own mediaType wins over a generic Content-Type.
-    let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v["mediaType"].as_str().map(str::to_owned));
+    // The body's own mediaType wins over a generic Content-Type; an OCI
+    // document without either is an index when it lists manifests.
+    let body = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+    let body_type = body["mediaType"].as_str().map(str::to_owned);
     let media_type = match body_type {
         Some(t) => t,
         None if matches!(
@@ -283,7 +299,8 @@ async fn fetch_manifest(
         {
             content_type
         }
-        None => String::new(),
+        None if body.get("manifests").is_some() => OCI_INDEX.to_owned(),
+        None => OCI_MANIFEST.to_owned(),
     };
     Ok((bytes, media_type))
 }

@@ -43,6 +43,8 @@ pub async fn push(
     options: &PushOptions,
     events: Events<'_>,
 ) -> Result<(Reference, Digest), RegistryError> {
+    // Garbage collection must not remove a blob while it is uploaded.
+    let _lock = store.lock_shared()?;
     let tagged = store.lookup(name)?;
     let target: Reference = match dest {
         Some(d) => d.parse()?,
@@ -241,9 +243,11 @@ async fn upload_blob(
                 &scopes,
                 &|r| r.header(CONTENT_LENGTH, "0"),
             )
-            .await?;
-        match resp.status() {
-            StatusCode::CREATED => {
+            .await;
+        // A mount is an optimisation: any failure falls back to an upload.
+        let status = resp.as_ref().map(|r| r.status()).ok();
+        match status {
+            Some(StatusCode::CREATED) => {
                 events(Event::Mounted {
                     digest,
                     from: from.clone(),
@@ -251,8 +255,13 @@ async fn upload_blob(
                 return Ok(());
             }
             // The registry started an ordinary upload instead.
-            StatusCode::ACCEPTED => location = Some(upload_location(client, &resp)?),
-            _ => {}
+            Some(StatusCode::ACCEPTED) => {
+                location = Some(upload_location(
+                    client,
+                    &resp.expect("status came from Ok"),
+                )?)
+            }
+            _ => tracing::debug!("mounting {digest} from {from} failed; uploading it"),
         }
     }
     let scopes = [push_scope];
@@ -357,13 +366,12 @@ fn upload_location(client: &Client, resp: &reqwest::Response) -> Result<Url, Reg
             registry: client.registry().to_owned(),
             reason: "an upload was started without a Location".into(),
         })?;
-    client
-        .endpoint()
-        .join(loc)
-        .map_err(|e| RegistryError::Protocol {
-            registry: client.registry().to_owned(),
-            reason: format!("bad upload location {loc:?}: {e}"),
-        })
+    // Relative to the request that returned it (which may be a storage
+    // host rather than the registry).
+    resp.url().join(loc).map_err(|e| RegistryError::Protocol {
+        registry: client.registry().to_owned(),
+        reason: format!("bad upload location {loc:?}: {e}"),
+    })
 }
 
 /// `len` bytes of the file at `path` from `offset`, as a streaming body
