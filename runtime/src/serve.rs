@@ -207,7 +207,9 @@ struct Server {
 fn engine(options: &ServeOptions) -> Result<Engine, RunError> {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    config.epoch_interruption(true);
+    // Epochs (and their checks in compiled code) only when there are
+    // deadlines to enforce.
+    config.epoch_interruption(options.timeout.is_some());
     let slots = options.max_concurrency.max(1) as u32;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
@@ -297,7 +299,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     // The deadline clock.
     let stop_ticking = Arc::new(AtomicBool::new(false));
-    let ticker = {
+    let ticker = options.timeout.is_some().then(|| {
         let engine = engine.clone();
         let stop = stop_ticking.clone();
         std::thread::spawn(move || {
@@ -306,7 +308,7 @@ pub async fn serve(
                 engine.increment_epoch();
             }
         })
-    };
+    });
 
     let server = Arc::new(Server {
         handler,
@@ -360,7 +362,9 @@ pub async fn serve(
         idle.await;
     }
     stop_ticking.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
     Ok(())
 }
 
@@ -380,13 +384,17 @@ fn text_response(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> 
 /// Every tick a busy guest yields to other requests; past its deadline it
 /// traps. Returns the deadline.
 fn arm_deadline<T: Send>(store: &mut WasmStore<T>, timeout: Option<Duration>) -> Option<Instant> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // Without a timeout the engine has no epochs: nothing to arm.
+    let deadline = Instant::now() + timeout?;
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| match deadline {
-        Some(d) if Instant::now() >= d => Err(wasmtime::Trap::Interrupt.into()),
-        _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
     });
-    deadline
+    Some(deadline)
 }
 
 /// A one-line reason for a failed guest call.
