@@ -116,8 +116,45 @@ struct Host {
 
 /// `wasi:http` hooks: outgoing requests go out only to destinations the
 /// network policy allows (none by default); the rest fail with
-/// `HTTP-request-denied`.
-struct Outgoing(NetworkPolicy);
+/// `HTTP-request-denied`. Allowed ones are sent with reqwest (the client
+/// the registry code uses: rustls, the system's CA roots).
+struct Outgoing {
+    policy: NetworkPolicy,
+    client: reqwest::Client,
+}
+
+/// Sends an allowed outgoing request.
+async fn send_outgoing(
+    client: reqwest::Client,
+    request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+) -> Result<hyper::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error> {
+    use wasmtime_wasi_http::Error;
+    let internal = |e: &dyn std::fmt::Display| Error::InternalError(Some(e.to_string()));
+    let (parts, body) = request.into_parts();
+    let body = reqwest::Body::wrap_stream(http_body_util::BodyDataStream::new(body));
+    let mut req = client
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body);
+    if let Some(t) = options.as_ref().and_then(|o| o.first_byte_timeout) {
+        req = req.timeout(t);
+    }
+    let resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            Error::ConnectionTimeout
+        } else if e.is_connect() {
+            Error::ConnectionRefused
+        } else {
+            internal(&crate::registry::client::describe(&e))
+        }
+    })?;
+    let resp: hyper::Response<reqwest::Body> = resp.into();
+    Ok(resp.map(|b| {
+        b.map_err(move |e| Error::InternalError(Some(e.to_string())))
+            .boxed_unsync()
+    }))
+}
 
 type HookFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
@@ -144,16 +181,15 @@ impl wasmtime_wasi_http::WasiHttpHooks for Outgoing {
                 } else {
                     80
                 });
-        if !self.0.allows_http(&host, port) {
+        if !self.policy.allows_http(&host, port) {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         drop(fut);
+        let client = self.client.clone();
         Box::new(async move {
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(http_body_util::BodyExt::boxed_unsync),
-                Box::new(io) as HookFuture,
-            ))
+            let resp = send_outgoing(client, request, options).await?;
+            let done: HookFuture = Box::new(async { Ok(()) });
+            Ok((resp, done))
         })
     }
 }
@@ -198,6 +234,9 @@ struct Server {
     prepared: Prepared,
     options: ServeOptions,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Client for allowed outgoing requests (no redirects followed for
+    /// the guest: it sees the 3xx, as with wasi:http's own client).
+    http_client: reqwest::Client,
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
     log: Box<dyn Fn(&AccessEntry) + Send + Sync>,
@@ -316,6 +355,11 @@ pub async fn serve(
         addr: std::sync::OnceLock::new(),
         prepared,
         slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrency.max(1))),
+        http_client: reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| RunError::Engine(format!("HTTP client: {e}")))?,
         options,
         in_flight: AtomicUsize::new(0),
         idle: tokio::sync::Notify::new(),
@@ -754,7 +798,10 @@ impl Server {
             Host {
                 wasi: b.build(),
                 http: WasiHttpCtx::new(),
-                hooks: Outgoing(self.options.network.clone()),
+                hooks: Outgoing {
+                    policy: self.options.network.clone(),
+                    client: self.http_client.clone(),
+                },
                 table: ResourceTable::new(),
                 limits: limits.build(),
             },
