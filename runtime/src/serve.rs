@@ -644,6 +644,15 @@ const CGI_DROPPED_HEADERS: [&str; 9] = [
 ];
 
 impl Server {
+    /// The per-request store limits.
+    fn limits(&self) -> StoreLimits {
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(m) = self.options.memory {
+            limits = limits.memory_size(m as usize);
+        }
+        limits.build()
+    }
+
     async fn handle(
         self: &Arc<Self>,
         req: hyper::Request<hyper::body::Incoming>,
@@ -729,15 +738,11 @@ impl Server {
         let out = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(MAX_CGI_OUTPUT);
         b.stdout(out.clone());
         b.stderr(wasmtime_wasi::cli::stderr());
-        let mut limits = StoreLimitsBuilder::new();
-        if let Some(m) = self.options.memory {
-            limits = limits.memory_size(m as usize);
-        }
         let mut store = WasmStore::new(
             &self.engine,
             CgiHost {
                 wasi: b.build_p1(),
-                limits: limits.build(),
+                limits: self.limits(),
             },
         );
         store.limiter(|h| &mut h.limits);
@@ -789,10 +794,6 @@ impl Server {
         // Guest output is diagnostics: both streams go to wharf's stderr.
         b.stdout(wasmtime_wasi::cli::stderr());
         b.stderr(wasmtime_wasi::cli::stderr());
-        let mut limits = StoreLimitsBuilder::new();
-        if let Some(m) = self.options.memory {
-            limits = limits.memory_size(m as usize);
-        }
         let mut store = WasmStore::new(
             &self.engine,
             Host {
@@ -803,7 +804,7 @@ impl Server {
                     client: self.http_client.clone(),
                 },
                 table: ResourceTable::new(),
-                limits: limits.build(),
+                limits: self.limits(),
             },
         );
         store.limiter(|h| &mut h.limits);

@@ -23,3 +23,12 @@ pub fn say(line: impl std::fmt::Display) -> anyhow::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(())
 }
+
+/// Parses an optional flag value with one of the library's parsers
+/// (`exec::parse_bytes`, `exec::parse_duration`).
+pub fn parse_opt<T>(
+    value: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Option<T>> {
+    value.map(parse).transpose().map_err(anyhow::Error::msg)
+}

@@ -128,18 +128,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         env,
         mounts,
         workdir: a.workdir,
-        memory: a
-            .memory
-            .as_deref()
-            .map(exec::parse_bytes)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
-        timeout: a
-            .timeout
-            .as_deref()
-            .map(exec::parse_duration)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
+        memory: super::parse_opt(a.memory.as_deref(), exec::parse_bytes)?,
+        timeout: super::parse_opt(a.timeout.as_deref(), exec::parse_duration)?,
         fuel: a.fuel,
         stdin: a.interactive,
         network: super::lib(

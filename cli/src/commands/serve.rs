@@ -56,18 +56,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let options = ServeOptions {
         listen: a.listen,
         max_concurrency: a.max_concurrency.max(1),
-        timeout: a
-            .timeout
-            .as_deref()
-            .map(exec::parse_duration)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
-        memory: a
-            .memory
-            .as_deref()
-            .map(exec::parse_bytes)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
+        timeout: super::parse_opt(a.timeout.as_deref(), exec::parse_duration)?,
+        memory: super::parse_opt(a.memory.as_deref(), exec::parse_bytes)?,
         network: super::lib(
             exec::NetworkPolicy::new(a.network.as_deref(), &[], &a.allow_net)
                 .map_err(exec::RunError::from),
