@@ -20,6 +20,12 @@ use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{Store, StoreError, Tagged, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 
+/// The OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The OCI image config media type.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Docker's v2 schema2 manifest media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker's manifest list media type.
@@ -332,9 +338,7 @@ impl Store {
             };
             return self.load_image(chosen, platform);
         }
-        if !(media_type == DOCKER_MANIFEST
-            || media_type == "application/vnd.oci.image.manifest.v1+json")
-        {
+        if !(media_type == DOCKER_MANIFEST || media_type == OCI_MANIFEST) {
             return Err(ImageError::UnsupportedMediaType {
                 what: "manifest",
                 digest: digest.to_string(),
@@ -370,9 +374,7 @@ impl Store {
                 )
                 .build()
                 .expect("complete")
-        } else if config_type == DOCKER_CONFIG
-            || config_type == "application/vnd.oci.image.config.v1+json"
-        {
+        } else if config_type == DOCKER_CONFIG || config_type == OCI_CONFIG {
             serde_json::from_slice(&config_bytes).map_err(malformed)?
         } else {
             return Err(ImageError::UnsupportedMediaType {

@@ -259,10 +259,7 @@ impl Client {
         let url = self
             .endpoint
             .join(path)
-            .map_err(|e| RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("bad URL {path:?}: {e}"),
-            })?;
+            .map_err(|e| self.protocol(format!("bad URL {path:?}: {e}")))?;
         let mut retried = false;
         loop {
             let header = self.auth_header(scopes).await?;
@@ -317,58 +314,33 @@ impl Client {
             let Some(loc) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()) else {
                 return Ok(resp);
             };
-            url = url.join(loc).map_err(|e| RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("bad redirect {loc:?}: {e}"),
-            })?;
+            url = url
+                .join(loc)
+                .map_err(|e| self.protocol(format!("bad redirect {loc:?}: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(RegistryError::Protocol {
-                    registry: self.registry.clone(),
-                    reason: format!("redirect to unsupported URL {url}"),
-                });
+                return Err(self.protocol(format!("redirect to unsupported URL {url}")));
             }
         }
-        Err(RegistryError::Protocol {
-            registry: self.registry.clone(),
-            reason: format!("more than {MAX_REDIRECTS} redirects"),
-        })
+        Err(self.protocol(format!("more than {MAX_REDIRECTS} redirects")))
     }
 
     /// A plain GET with no credentials at all (foreign layer URLs).
     pub(crate) async fn get_anonymous(&self, url: &str) -> Result<Response, RegistryError> {
-        let url: Url = url.parse().map_err(|e| RegistryError::Protocol {
-            registry: self.registry.clone(),
-            reason: format!("bad URL {url:?}: {e}"),
-        })?;
+        let url: Url = url
+            .parse()
+            .map_err(|e| self.protocol(format!("bad URL {url:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("unsupported URL {url}"),
-            });
+            return Err(self.protocol(format!("unsupported URL {url}")));
         }
-        let mut cur = url;
-        for _ in 0..=MAX_REDIRECTS {
-            let resp = self
-                .http
-                .get(cur.clone())
-                .send()
-                .await
-                .map_err(|e| self.transfer_error(&e))?;
-            if !resp.status().is_redirection() {
-                return Ok(resp);
-            }
-            let Some(loc) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()) else {
-                return Ok(resp);
-            };
-            cur = cur.join(loc).map_err(|e| RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("bad redirect {loc:?}: {e}"),
-            })?;
-        }
-        Err(RegistryError::Protocol {
+        self.follow(Method::GET, url, None, &|r| r).await
+    }
+
+    /// A protocol error for this registry.
+    fn protocol(&self, reason: String) -> RegistryError {
+        RegistryError::Protocol {
             registry: self.registry.clone(),
-            reason: format!("more than {MAX_REDIRECTS} redirects"),
-        })
+            reason,
+        }
     }
 
     pub(crate) fn transfer_error(&self, e: &reqwest::Error) -> RegistryError {
@@ -426,15 +398,11 @@ impl Client {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<(String, Duration), RegistryError> {
-        let mut url: Url = realm.parse().map_err(|e| RegistryError::Protocol {
-            registry: self.registry.clone(),
-            reason: format!("token realm {realm:?} is not a URL: {e}"),
-        })?;
+        let mut url: Url = realm
+            .parse()
+            .map_err(|e| self.protocol(format!("token realm {realm:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("token realm {realm:?} is not an http(s) URL"),
-            });
+            return Err(self.protocol(format!("token realm {realm:?} is not an http(s) URL")));
         }
         {
             let mut q = url.query_pairs_mut();
@@ -485,19 +453,14 @@ impl Client {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let t: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: format!("token service answered with malformed JSON: {e}"),
-            })?;
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            self.protocol(format!("token service answered with malformed JSON: {e}"))
+        })?;
         let token = t
             .token
             .or(t.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| RegistryError::Protocol {
-                registry: self.registry.clone(),
-                reason: "token service answered without a token".into(),
-            })?;
+            .ok_or_else(|| self.protocol("token service answered without a token".to_owned()))?;
         // The lifetime is the service's word, capped: an absurd value must
         // not overflow the expiry instant.
         let life = t

@@ -205,6 +205,29 @@ pub(crate) fn credentials_for(
     )
 }
 
+/// Runs `transfer` for every blob, [`PARALLEL_TRANSFERS`] at a time, then
+/// records that the blobs exist in `repository` (for later mounts).
+pub(crate) async fn transfer_all<'a, F, Fut>(
+    store: &crate::store::Store,
+    blobs: &'a [oci_spec::image::Descriptor],
+    repository: &str,
+    transfer: F,
+) -> Result<(), RegistryError>
+where
+    F: Fn(&'a oci_spec::image::Descriptor) -> Fut,
+    Fut: std::future::Future<Output = Result<(), RegistryError>>,
+{
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(blobs.iter().map(transfer))
+        .buffer_unordered(PARALLEL_TRANSFERS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    for b in blobs {
+        store.record_blob_source(&crate::image::descriptor_digest(b)?, repository)?;
+    }
+    Ok(())
+}
+
 /// `repository:NAME:ACTIONS`.
 pub(crate) fn scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
@@ -12,15 +12,12 @@ use super::client::{Client, Transport};
 use super::{credentials_for, scope, Event, Events, RegistryError, MANIFEST_ACCEPT};
 use crate::digest::Digest;
 use crate::image::{
-    is_fs_layer, is_wasm_layer, is_wasm_platform, platform_matches, DOCKER_CONFIG, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, WASM_CONFIG,
+    descriptor_digest, is_fs_layer, is_wasm_layer, is_wasm_platform, platform_matches,
+    DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+    WASM_CONFIG,
 };
 use crate::reference::Reference;
 use crate::store::{Store, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// How to pull.
 #[derive(Debug, Clone, Default)]
@@ -78,10 +75,8 @@ pub async fn pull(
                     .unwrap_or("wasi/wasm or linux/amd64")
             ))
         })?;
-        let d: Digest =
-            chosen.digest().to_string().parse().map_err(|e| {
-                RegistryError::Unsupported(format!("index of {}: {e}", r.familiar()))
-            })?;
+        let d = descriptor_digest(chosen)
+            .map_err(|e| RegistryError::Unsupported(format!("index of {}: {e}", r.familiar())))?;
         if let Some(p) = chosen.platform() {
             events(Event::Note(format!(
                 "platform {}/{}: {d}",
@@ -112,19 +107,10 @@ pub async fn pull(
         });
     }
     let name = format!("{}/{}", r.registry(), repo);
-    futures_util::stream::iter(
-        blobs
-            .iter()
-            .map(|b| download(store, &client, &repo, b, events)),
-    )
-    .buffer_unordered(super::PARALLEL_TRANSFERS)
-    .try_collect::<Vec<()>>()
+    super::transfer_all(store, &blobs, &name, |b| {
+        download(store, &client, &repo, b, events)
+    })
     .await?;
-    for b in &blobs {
-        if let Ok(d) = b.digest().to_string().parse::<Digest>() {
-            store.record_blob_source(&d, &name)?;
-        }
-    }
     store.put_blob(&bytes)?;
     let mut descriptor = Descriptor::new(
         MediaType::from(media_type.as_str()),
@@ -349,9 +335,7 @@ fn parse_manifest(
         }
     }
     for d in std::iter::once(m.config()).chain(m.layers()) {
-        d.digest()
-            .to_string()
-            .parse::<Digest>()
+        descriptor_digest(d)
             .map_err(|e| RegistryError::Unsupported(format!("manifest {digest}: {e}")))?;
     }
     Ok(m)
@@ -370,11 +354,7 @@ async fn download(
     blob: &Descriptor,
     events: Events<'_>,
 ) -> Result<(), RegistryError> {
-    let digest: Digest = blob
-        .digest()
-        .to_string()
-        .parse()
-        .expect("checked in parse_manifest");
+    let digest = descriptor_digest(blob).expect("checked in parse_manifest");
     let size = blob.size();
     if store.has_blob(&digest) {
         events(Event::Exists { digest, size });

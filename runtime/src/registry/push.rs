@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
@@ -65,17 +64,10 @@ pub async fn push(
     let repo = target.repository().to_owned();
     let full = format!("{}/{}", target.registry(), repo);
 
-    futures_util::stream::iter(
-        blobs
-            .iter()
-            .map(|b| upload_blob(store, &client, &repo, b, events)),
-    )
-    .buffer_unordered(super::PARALLEL_TRANSFERS)
-    .try_collect::<Vec<()>>()
+    super::transfer_all(store, &blobs, &full, |b| {
+        upload_blob(store, &client, &repo, b, events)
+    })
     .await?;
-    for b in &blobs {
-        store.record_blob_source(&crate::image::descriptor_digest(b)?, &full)?;
-    }
 
     let scopes = [scope(&repo, "pull,push")];
     let last = manifests.len() - 1;
