@@ -242,17 +242,11 @@ pub fn unpack_layer(
     diff_id: Option<&Digest>,
     dest: &Path,
 ) -> Result<()> {
-    let name = layer.digest().to_string();
+    let (name, digest) = layer_digest(layer)?;
     let io_err = |source: io::Error| LayerError::Io {
         layer: name.clone(),
         source,
     };
-    let digest: Digest =
-        name.parse()
-            .map_err(|e: crate::digest::DigestError| LayerError::Corrupt {
-                layer: name.clone(),
-                reason: e.to_string(),
-            })?;
     let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority()).map_err(io_err)?;
     let blob = store.open_blob(&digest)?;
     let mut compressed = HashingReader::new(blob);
@@ -287,6 +281,18 @@ pub fn unpack_layer(
     Ok(())
 }
 
+/// A layer descriptor's digest, as text (for messages) and parsed.
+fn layer_digest(layer: &Descriptor) -> Result<(String, Digest)> {
+    let name = layer.digest().to_string();
+    let digest = name
+        .parse()
+        .map_err(|e: crate::digest::DigestError| LayerError::Corrupt {
+            layer: name.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok((name, digest))
+}
+
 /// Whether `rel` (a path relative to the image root) is a directory in the
 /// filesystem that `layers` make, read from the layer tars' headers alone
 /// (nothing is unpacked). Whiteouts and opaque directories in upper layers
@@ -300,17 +306,11 @@ pub fn is_dir_in_layers(store: &Store, layers: &[Descriptor], rel: &str) -> Resu
     }
     let mut is_dir = false;
     for layer in layers {
-        let name = layer.digest().to_string();
+        let (name, digest) = layer_digest(layer)?;
         let io_err = |source: io::Error| LayerError::Io {
             layer: name.clone(),
             source,
         };
-        let digest: Digest =
-            name.parse()
-                .map_err(|e: crate::digest::DigestError| LayerError::Corrupt {
-                    layer: name.clone(),
-                    reason: e.to_string(),
-                })?;
         let reader = decompressed(store.open_blob(&digest)?).map_err(io_err)?;
         let mut archive = tar::Archive::new(reader);
         // What this layer says of `rel`: hidden by a whiteout, and/or

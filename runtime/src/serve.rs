@@ -300,14 +300,14 @@ pub async fn serve(
                         .instantiate_pre(&component)
                         .map_err(|e| RunError::MissingImport {
                             what: what.clone(),
-                            imports: crate::exec::wasm::first_line(&format!("{e:#}")),
+                            imports: crate::exec::wasm::error_line(&e),
                         })?;
                 Handler::Proxy(ProxyPre::new(instance_pre).map_err(|e| {
                     RunError::InvalidModule {
                         what: what.clone(),
                         reason: format!(
                             "it does not export wasi:http/incoming-handler ({})",
-                            crate::exec::wasm::first_line(&format!("{e:#}"))
+                            crate::exec::wasm::error_line(&e)
                         ),
                     }
                 })?)
@@ -328,7 +328,7 @@ pub async fn serve(
                 Handler::Cgi(linker.instantiate_pre(&module).map_err(|e| {
                     RunError::MissingImport {
                         what: what.clone(),
-                        imports: crate::exec::wasm::first_line(&format!("{e:#}")),
+                        imports: crate::exec::wasm::error_line(&e),
                     }
                 })?)
             }

@@ -16,12 +16,9 @@ fn is_pullable(image: &str) -> bool {
     !looks_like_id && image.parse::<Reference>().is_ok()
 }
 
-/// Arguments of `wharf run`.
+/// What a guest is given, shared by `wharf run` and `wharf serve`.
 #[derive(clap::Args)]
-pub struct Args {
-    /// Remove the container afterwards (wasm runs leave nothing behind; accepted for Docker compatibility).
-    #[arg(long)]
-    rm: bool,
+pub struct GuestArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to pass the host's).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -31,6 +28,63 @@ pub struct Args {
     /// Map a host directory (HOST:GUEST[:ro]).
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     volumes: Vec<String>,
+    /// Network mode: none (the default: only what -p and --allow-net open)
+    /// or host (everything).
+    #[arg(long)]
+    network: Option<String>,
+    /// Allow outgoing connections and wasi:http requests to HOST[:PORT] (an
+    /// address, a CIDR block, a name or *.domain); repeatable.
+    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
+    allow_net: Vec<String>,
+}
+
+impl GuestArgs {
+    /// The guest environment from `--env-file` files, then `-e` values.
+    pub fn env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
+            env.extend(
+                exec::parse_env_file(&text)
+                    .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
+            );
+        }
+        for kv in &self.env {
+            if let Some(p) = exec::parse_env_arg(kv) {
+                env.push(p);
+            } else if kv.starts_with('=') || kv.is_empty() {
+                anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
+            }
+        }
+        Ok(env)
+    }
+
+    /// The `-v HOST:GUEST[:ro]` mappings.
+    pub fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        self.volumes
+            .iter()
+            .map(|v| super::lib(v.parse::<Mount>()))
+            .collect()
+    }
+
+    /// The network policy, with the `-p` values (`run` only).
+    pub fn network(&self, publish: &[String]) -> anyhow::Result<exec::NetworkPolicy> {
+        super::lib(
+            exec::NetworkPolicy::new(self.network.as_deref(), publish, &self.allow_net)
+                .map_err(exec::RunError::from),
+        )
+    }
+}
+
+/// Arguments of `wharf run`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// Remove the container afterwards (wasm runs leave nothing behind; accepted for Docker compatibility).
+    #[arg(long)]
+    rm: bool,
     /// Working directory inside the guest.
     #[arg(short = 'w', long = "workdir")]
     workdir: Option<String>,
@@ -56,14 +110,6 @@ pub struct Args {
     /// guests may listen on exactly these.
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:GUEST")]
     publish: Vec<String>,
-    /// Network mode: none (the default: nothing but -p and --allow-net) or
-    /// host (everything).
-    #[arg(long)]
-    network: Option<String>,
-    /// Allow outgoing connections to HOST[:PORT] (an address, a CIDR block,
-    /// a name or *.domain); repeatable.
-    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
-    allow_net: Vec<String>,
     /// Pull the image when it is not in the store: missing or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
     pull: String,
@@ -80,35 +126,6 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// The guest environment from `--env-file` files, then `-e` values.
-pub fn guest_env(files: &[PathBuf], values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    let mut env = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
-        env.extend(
-            exec::parse_env_file(&text)
-                .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
-        );
-    }
-    for kv in values {
-        if let Some(p) = exec::parse_env_arg(kv) {
-            env.push(p);
-        } else if kv.starts_with('=') || kv.is_empty() {
-            anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
-        }
-    }
-    Ok(env)
-}
-
-/// The `-v HOST:GUEST[:ro]` mappings.
-pub fn guest_mounts(volumes: &[String]) -> anyhow::Result<Vec<Mount>> {
-    volumes
-        .iter()
-        .map(|v| super::lib(v.parse::<Mount>()))
-        .collect()
-}
-
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let _ = a.rm;
@@ -116,8 +133,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         .command
         .split_first()
         .expect("clap requires at least IMAGE");
-    let env = guest_env(&a.env_file, &a.env)?;
-    let mounts = guest_mounts(&a.volumes)?;
+    let env = a.guest.env()?;
+    let mounts = a.guest.mounts()?;
     let options = RunOptions {
         args: if args.is_empty() {
             None
@@ -132,10 +149,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         timeout: super::parse_opt(a.timeout.as_deref(), exec::parse_duration)?,
         fuel: a.fuel,
         stdin: a.interactive,
-        network: super::lib(
-            exec::NetworkPolicy::new(a.network.as_deref(), &a.publish, &a.allow_net)
-                .map_err(exec::RunError::from),
-        )?,
+        network: a.guest.network(&a.publish)?,
         ..RunOptions::default()
     };
     // `x.wasm` is a file when it exists, or when no image has that name

@@ -1,7 +1,6 @@
 //! `wharf serve`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use wharf::exec::{self, RunOptions};
 use wharf::serve::{self, ServeOptions};
@@ -22,22 +21,8 @@ pub struct Args {
     /// Per-request linear memory limit (e.g. 64m).
     #[arg(short = 'm', long)]
     memory: Option<String>,
-    /// Set an environment variable (KEY=VALUE, or KEY to pass the host's).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Read environment variables from a file.
-    #[arg(long = "env-file", value_name = "FILE")]
-    env_file: Vec<PathBuf>,
-    /// Map a host directory (HOST:GUEST[:ro]).
-    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
-    volumes: Vec<String>,
-    /// Network mode: none (the default) or host.
-    #[arg(long)]
-    network: Option<String>,
-    /// Allow outgoing wasi:http requests and connections to HOST[:PORT]
-    /// (an address, a CIDR block, a name or *.domain); repeatable.
-    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
-    allow_net: Vec<String>,
+    #[command(flatten)]
+    guest: super::run::GuestArgs,
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -49,8 +34,8 @@ pub struct Args {
 /// in flight.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let run_options = RunOptions {
-        env: super::run::guest_env(&a.env_file, &a.env)?,
-        mounts: super::run::guest_mounts(&a.volumes)?,
+        env: a.guest.env()?,
+        mounts: a.guest.mounts()?,
         ..RunOptions::default()
     };
     let options = ServeOptions {
@@ -58,10 +43,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         max_concurrency: a.max_concurrency.max(1),
         timeout: super::parse_opt(a.timeout.as_deref(), exec::parse_duration)?,
         memory: super::parse_opt(a.memory.as_deref(), exec::parse_bytes)?,
-        network: super::lib(
-            exec::NetworkPolicy::new(a.network.as_deref(), &[], &a.allow_net)
-                .map_err(exec::RunError::from),
-        )?,
+        network: a.guest.network(&[])?,
     };
     let tagged = super::lib(store.lookup(&a.image))?;
     let image = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;

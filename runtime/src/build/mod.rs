@@ -249,6 +249,7 @@ pub fn build(
         cached: 0,
         steps: 0,
         progress,
+        dir_cache: HashMap::new(),
     };
     b.run()
 }
@@ -264,9 +265,26 @@ struct Builder<'a> {
     cached: usize,
     steps: usize,
     progress: &'a mut dyn FnMut(&str),
+    /// Answers of `is_dir`, by (layer digests, path): reading them means
+    /// decompressing every parent layer.
+    dir_cache: HashMap<(Vec<String>, String), bool>,
 }
 
 impl Builder<'_> {
+    /// Whether `rel` is a directory in the filesystem `layers` make.
+    fn is_dir(&mut self, layers: &[Descriptor], rel: &str) -> Result<bool> {
+        let key = (
+            layers.iter().map(|l| l.digest().to_string()).collect(),
+            rel.to_owned(),
+        );
+        if let Some(known) = self.dir_cache.get(&key) {
+            return Ok(*known);
+        }
+        let answer = crate::layer::is_dir_in_layers(self.store, layers, rel)?;
+        self.dir_cache.insert(key, answer);
+        Ok(answer)
+    }
+
     fn step_name(&self, ins: &Instruction) -> String {
         format!("{}:{} {}", self.file_label, ins.line, ins.text)
     }
@@ -525,9 +543,7 @@ impl Builder<'_> {
                 // As Docker: the directory exists afterwards (a one-entry
                 // layer when the image does not have it yet).
                 let rel = dir.trim_start_matches('/').to_owned();
-                if !rel.is_empty()
-                    && !crate::layer::is_dir_in_layers(self.store, &cur.layers, &rel)?
-                {
+                if !rel.is_empty() && !self.is_dir(&cur.layers, &rel)? {
                     let entries = vec![LayerEntry {
                         path: rel,
                         kind: EntryKind::Dir { mode: 0o755 },
@@ -815,9 +831,8 @@ impl Builder<'_> {
         let dest_rel = dest_abs.trim_start_matches('/').to_owned();
         // As Docker: a destination that is already a directory in the
         // image receives the file, trailing slash or not.
-        let dest_is_dir = dest_raw.ends_with('/')
-            || sources.len() > 1
-            || crate::layer::is_dir_in_layers(self.store, &cur.layers, &dest_rel)?;
+        let dest_is_dir =
+            dest_raw.ends_with('/') || sources.len() > 1 || self.is_dir(&cur.layers, &dest_rel)?;
         let source = match from {
             None => None,
             Some(f) => {

@@ -202,7 +202,7 @@ impl WasmExecutor {
         let bytes = input.bytes()?;
         let invalid = |e: wasmtime::Error| RunError::InvalidModule {
             what: what.to_owned(),
-            reason: first_line(&format!("{e:#}")),
+            reason: error_line(&e),
         };
         let (compiled, serialized) = if crate::image::is_component(&bytes) {
             let c = Component::new(engine, &bytes).map_err(invalid)?;
@@ -351,15 +351,12 @@ impl WasmExecutor {
                     .instantiate_pre(&c)
                     .map_err(|e| RunError::MissingImport {
                         what: what.clone(),
-                        imports: first_line(&format!("{e:#}")),
+                        imports: error_line(&e),
                     })?;
                 let pre = wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
                     RunError::InvalidModule {
                         what: what.clone(),
-                        reason: format!(
-                            "not a wasi:cli command component: {}",
-                            first_line(&format!("{e:#}"))
-                        ),
+                        reason: format!("not a wasi:cli command component: {}", error_line(&e)),
                     }
                 })?;
                 let r = pre
@@ -453,7 +450,7 @@ fn preopen(
     b.preopened_dir(host, guest, perms)
         .map_err(|e| RunError::Mount {
             mount: spec.to_owned(),
-            reason: first_line(&format!("{e:#}")),
+            reason: error_line(&e),
         })?;
     Ok(())
 }
@@ -472,10 +469,15 @@ fn classify(r: wasmtime::Result<i32>, limit_hit: bool, options: &RunOptions) -> 
                 Some(Trap::Interrupt) => Exit::Timeout(options.timeout.unwrap_or_default()),
                 Some(Trap::OutOfFuel) => Exit::OutOfFuel(options.fuel.unwrap_or(0)),
                 Some(t) => Exit::Trap(t.to_string()),
-                None => Exit::Trap(first_line(&format!("{e:#}"))),
+                None => Exit::Trap(error_line(&e)),
             }
         }
     }
+}
+
+/// A wasmtime error with its causes, on one line.
+pub(crate) fn error_line(e: &wasmtime::Error) -> String {
+    first_line(&format!("{e:#}"))
 }
 
 pub(crate) fn first_line(s: &str) -> String {
