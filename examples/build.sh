@@ -8,7 +8,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-examples=(hello hello-p2 probe build-step http-hello cgi-hello tcp-echo)
+examples=(hello hello-p2 probe build-step http-hello cgi-hello tcp-echo tcp-listen)
 
 for name in "${examples[@]}"; do
     dir="$here/$name"

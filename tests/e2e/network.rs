@@ -31,6 +31,11 @@ struct Server(Child);
 
 impl Server {
     fn start(env: &Env, args: &[&str]) -> Server {
+        Server::start_saying(env, args, "listening\n")
+    }
+
+    /// Starts a guest server and waits for its first line, `first`.
+    fn start_saying(env: &Env, args: &[&str], first_line: &str) -> Server {
         let mut child = env
             .cmd(args)
             .stdout(Stdio::piped())
@@ -41,7 +46,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        assert_eq!(first, "listening\n", "the guest did not listen");
+        assert_eq!(first, first_line, "the guest did not listen");
         Server(child)
     }
 }
@@ -193,6 +198,76 @@ fn bad_network_flags_and_preview1_listeners_fail_clearly() {
         .fails(125, "bad prefix length");
     env.wharf(&["run", "--network", "bridge0", "tcp-echo"])
         .fails(125, "none (the default) or host");
-    env.wharf(&["run", "-p", "8080:80", "hello"])
+    env.wharf(&["run", "-p", "8080:80/udp", "hello"])
         .fails(125, "needs a WASI preview 2 component");
+}
+
+#[test]
+fn preview1_guests_serve_on_preopened_listeners() {
+    let env = Env::new();
+    env.build_example("tcp-listen", "tcp-listen");
+    let (a, b) = (free_port(), free_port());
+    let mut srv = Server::start_saying(
+        &env,
+        &[
+            "run",
+            "-p",
+            &format!("127.0.0.1:{a}:80"),
+            "-p",
+            &format!("{b}:81"),
+            "tcp-listen",
+        ],
+        "listening on 2 socket(s)\n",
+    );
+    // The greeting is read from /etc/greeting in the image: the directory
+    // preopens still work beside the sockets at descriptors 3 and 4.
+    assert_eq!(echo_through(a, "hello"), "ahoy: hello\n");
+    assert_eq!(echo_through(b, "there"), "ahoy: there\n");
+
+    // Two open connections at once, served from the guest's poll loop.
+    let open = |port: u16| {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    let (mut one, mut two) = (open(a), open(b));
+    writeln!(one, "one").unwrap();
+    writeln!(two, "two").unwrap();
+    writeln!(one, "one again").unwrap();
+    let mut r1 = BufReader::new(one.try_clone().unwrap());
+    let mut r2 = BufReader::new(two.try_clone().unwrap());
+    let mut line = String::new();
+    r2.read_line(&mut line).unwrap();
+    assert_eq!(line, "ahoy: two\n");
+    for want in ["ahoy: one\n", "ahoy: one again\n"] {
+        line.clear();
+        r1.read_line(&mut line).unwrap();
+        assert_eq!(line, want);
+    }
+    // `stop` ends the guest, and its exit code is wharf's.
+    writeln!(two, "stop").unwrap();
+    let status = srv.0.wait().unwrap();
+    assert!(status.success(), "guest exit: {status}");
+    // The host side closed with it.
+    assert!(TcpStream::connect(("127.0.0.1", a)).is_err());
+}
+
+#[test]
+fn a_preview1_guest_blocked_on_its_sockets_still_times_out() {
+    let env = Env::new();
+    env.build_example("tcp-listen", "tcp-listen");
+    let port = free_port();
+    env.wharf(&[
+        "run",
+        "--timeout",
+        "1s",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "tcp-listen",
+    ])
+    .fails(124, "timeout of 1s exceeded");
+    // Without -p the guest has no socket and says so.
+    let r = env.wharf(&["run", "tcp-listen"]);
+    assert_eq!(r.code, 2, "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("no pre-opened sockets"), "{}", r.stderr);
 }

@@ -3,6 +3,7 @@
 //! backend will be a second executor behind the same [`RunOptions`].
 
 pub mod network;
+mod p1_sockets;
 pub mod wasm;
 
 use std::collections::BTreeMap;

@@ -19,6 +19,7 @@ use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store as WasmSto
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::p1_sockets::{HasSockets, P1Sockets};
 use super::{Exit, Mount, RunError, RunOptions, RunOutcome, Stdio};
 use crate::digest::Digest;
 use crate::store::Store;
@@ -128,7 +129,14 @@ impl ResourceLimiter for Limiter {
 
 struct P1Host {
     wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    sockets: P1Sockets,
     limiter: Limiter,
+}
+
+impl HasSockets for P1Host {
+    fn sockets(&mut self) -> &mut P1Sockets {
+        &mut self.sockets
+    }
 }
 
 struct P2Host {
@@ -238,18 +246,48 @@ impl WasmExecutor {
             .unwrap_or_else(|| module.digest().to_string());
         let compiled = self.compile(&engine, module, &what)?;
 
-        let mut b = WasiCtxBuilder::new();
-        configure(&mut b, argv, env, sandbox)?;
-        options.network.apply(&mut b);
-        if matches!(compiled, Compiled::Module(_)) && !options.network.publish.is_empty() {
+        let is_module = matches!(compiled, Compiled::Module(_));
+        let publish = &options.network.publish;
+        if is_module && publish.iter().any(|p| p.udp) {
             return Err(RunError::Unsupported(
-                "-p needs a WASI preview 2 component: wasmtime-wasi has no preview 1 sockets, so a wasip1 module cannot listen"
+                "-p .../udp needs a WASI preview 2 component: a wasip1 module can only be given TCP listeners"
                     .into(),
             ));
         }
+        let mut b = WasiCtxBuilder::new();
+        // A wasip1 module receives the published ports as pre-opened
+        // listeners at descriptors 3, 4, ...: placeholder preopens keep
+        // those numbers for them, ahead of the real directories.
+        let mut listeners = Vec::new();
+        let mut _placeholder = None;
+        let mut env = std::borrow::Cow::Borrowed(env);
+        if is_module && !publish.is_empty() {
+            listeners = super::p1_sockets::listen(publish)?;
+            let dir = self.store.temp_dir("listen")?;
+            for i in 0..listeners.len() {
+                preopen(
+                    &mut b,
+                    dir.path(),
+                    &format!("/.wharf/listen/{i}"),
+                    true,
+                    "-p",
+                )?;
+            }
+            _placeholder = Some(dir);
+            let mut with = env.into_owned();
+            with.retain(|(k, _)| k != "LISTEN_FDS");
+            with.push(("LISTEN_FDS".into(), listeners.len().to_string()));
+            env = with.into();
+        }
+        configure(&mut b, argv, &env, sandbox)?;
+        options.network.apply(&mut b);
         // Published ports whose host side differs from the guest side get a
-        // forwarder for the run.
-        let _forwarders = super::network::forward_ports(&options.network.publish)?;
+        // forwarder for the run (components bind the guest port themselves).
+        let _forwarders = if is_module {
+            Vec::new()
+        } else {
+            super::network::forward_ports(publish)?
+        };
         if options.stdin {
             b.stdin(wasmtime_wasi::cli::stdin());
         }
@@ -296,6 +334,10 @@ impl WasmExecutor {
                     &engine,
                     P1Host {
                         wasi: b.build_p1(),
+                        sockets: P1Sockets::new(
+                            std::mem::take(&mut listeners),
+                            options.timeout.map(|t| std::time::Instant::now() + t),
+                        ),
                         limiter,
                     },
                 );
@@ -303,6 +345,23 @@ impl WasmExecutor {
                 let mut linker: Linker<P1Host> = Linker::new(&engine);
                 wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi)
                     .map_err(|e| RunError::Engine(e.to_string()))?;
+                let shim = if publish.is_empty() {
+                    None
+                } else {
+                    super::p1_sockets::install(&mut linker, &mut store, &m)
+                        .map_err(|e| RunError::Engine(e.to_string()))?;
+                    let wat = super::p1_sockets::shim_wat(&mut store).into_bytes();
+                    let input = ModuleInput::Bytes {
+                        digest: Digest::of(&wat),
+                        bytes: wat,
+                    };
+                    match self.compile(&engine, &input, "the preview 1 socket shim")? {
+                        Compiled::Module(shim) => Some(shim),
+                        Compiled::Component(_) => {
+                            return Err(RunError::Engine("the socket shim is not a module".into()))
+                        }
+                    }
+                };
                 let missing: Vec<String> = m
                     .imports()
                     .filter(|i| linker.get_by_import(&mut store, i).is_none())
@@ -324,6 +383,9 @@ impl WasmExecutor {
                     });
                 }
                 let r = linker.instantiate(&mut store, &m).and_then(|inst| {
+                    if let Some(shim) = &shim {
+                        super::p1_sockets::attach(&mut store, &inst, shim)?;
+                    }
                     match inst.get_typed_func::<(), ()>(&mut store, "_start") {
                         Ok(f) => f.call(&mut store, ()),
                         // A reactor module has nothing to run.
