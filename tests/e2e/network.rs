@@ -92,6 +92,27 @@ fn published_ports_reach_a_guest_server() {
 }
 
 #[test]
+fn a_guest_answers_datagrams_on_a_published_udp_port() {
+    let env = Env::new();
+    env.build_example("tcp-echo", "tcp-echo");
+    let port = free_port();
+    let p = port.to_string();
+    let spec = format!("{p}:{p}/udp");
+    let _srv = Server::start(&env, &["run", "-p", &spec, "tcp-echo", "udp", &p]);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The guest may reply to whoever sent it a datagram, without
+    // --allow-net (as a published port allows in Docker).
+    client.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"echo: ping");
+    assert_eq!(from.port(), port);
+}
+
+#[test]
 fn a_guest_cannot_listen_on_an_unpublished_port() {
     let env = Env::new();
     env.build_example("tcp-echo", "tcp-echo");

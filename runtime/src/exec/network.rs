@@ -5,7 +5,7 @@
 //! [`NetworkPolicy::allows_bind`] and [`NetworkPolicy::allows_connect`],
 //! outgoing `wasi:http` requests through [`NetworkPolicy::allows_http`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -226,7 +226,13 @@ pub struct NetworkPolicy {
     resolved: Vec<(IpAddr, Option<u16>)>,
     /// Destinations already reported as refused (each is logged once).
     refused: Arc<Mutex<BTreeSet<String>>>,
+    /// UDP peers that sent the guest a datagram, most recent last: the
+    /// guest may reply to them.
+    udp_peers: Arc<Mutex<VecDeque<SocketAddr>>>,
 }
+
+/// UDP peers remembered for replies.
+const MAX_UDP_PEERS: usize = 1024;
 
 impl NetworkPolicy {
     /// A policy from `--network` (`none`, the default, or `host`), `-p`
@@ -270,6 +276,7 @@ impl NetworkPolicy {
             allow,
             resolved,
             refused: Default::default(),
+            udp_peers: Default::default(),
         })
     }
 
@@ -363,6 +370,29 @@ impl NetworkPolicy {
         ok
     }
 
+    /// Remembers that `peer` sent the guest a datagram on a socket it was
+    /// allowed to bind, so that the guest may answer it.
+    fn note_udp_peer(&self, peer: SocketAddr) {
+        let mut peers = self.udp_peers.lock().expect("UDP peer lock");
+        if let Some(i) = peers.iter().position(|p| *p == peer) {
+            peers.remove(i);
+        } else if peers.len() >= MAX_UDP_PEERS {
+            peers.pop_front();
+        }
+        peers.push_back(peer);
+    }
+
+    /// May the guest send a datagram to `addr`: a reply to a peer that
+    /// sent it one, or an allowed destination.
+    pub fn allows_udp_send(&self, addr: SocketAddr) -> bool {
+        let reply = self
+            .udp_peers
+            .lock()
+            .expect("UDP peer lock")
+            .contains(&addr);
+        reply || self.allows_connect(addr)
+    }
+
     /// May an outgoing `wasi:http` request go to `host:port`?
     pub fn allows_http(&self, host: &str, port: u16) -> bool {
         let host = host
@@ -423,10 +453,15 @@ impl NetworkPolicy {
                     policy.allows_bind(addr, false)
                 }
                 // Accepting or receiving on a socket the guest was allowed
-                // to bind.
-                SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive => true,
+                // to bind; a datagram's sender may be answered.
+                SocketAddrUse::TcpAccept => true,
+                SocketAddrUse::UdpReceive => {
+                    policy.note_udp_peer(addr);
+                    true
+                }
                 SocketAddrUse::UdpBind => policy.allows_bind(addr, true),
-                SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => policy.allows_connect(addr),
+                SocketAddrUse::TcpConnect => policy.allows_connect(addr),
+                SocketAddrUse::UdpSend => policy.allows_udp_send(addr),
             };
             Box::pin(async move { ok })
         });
