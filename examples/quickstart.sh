@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null
-cargo build --bin wharf
+cargo build -p wharf-cli   # the `wharf` and `wharf-full` executables
 bash examples/build.sh
 root=${WHARF_ROOT:-$(mktemp -d)}
 target/debug/wharf --root "$root" build -t hello examples/hello

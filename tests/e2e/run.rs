@@ -1,6 +1,6 @@
 //! `wharf run`: args, env, exit codes, limits, the compiled-module cache.
 
-use crate::harness::Env;
+use crate::harness::{Env, Run};
 
 #[test]
 fn env_layers_in_docker_order() {
@@ -213,4 +213,34 @@ fn closed_stdout_is_not_a_crash() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn wharf_runs_local_images_itself_and_hands_other_commands_to_wharf_full() {
+    let env = Env::new();
+    env.build_example("hello", "hello");
+    // `wharf` alone, without `wharf-full` beside it.
+    let alone = env.scratch.path().join("bin");
+    std::fs::create_dir_all(&alone).unwrap();
+    let wharf = alone.join("wharf");
+    std::fs::copy(crate::harness::wharf_bin(), &wharf).unwrap();
+    let run = |args: &[&str]| {
+        Run::from(
+            std::process::Command::new(&wharf)
+                .arg("--root")
+                .arg(env.root.path())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = run(&["run", "hello"]).ok();
+    assert!(r.stdout.starts_with("Hello from wharf!"), "{}", r.stdout);
+    run(&["images"]).fails(125, "wharf needs wharf-full installed beside it");
+    // With it, every command works through `wharf`, with wharf's name.
+    let r = env.wharf(&["images"]).ok();
+    assert!(r.stdout.contains("hello"), "{}", r.stdout);
+    let r = env.wharf(&["bogus"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("Usage: wharf"), "{}", r.stderr);
 }

@@ -127,7 +127,29 @@ pub struct Args {
 }
 
 /// Runs the command.
+/// Gets a missing image into the store: (store, reference, --platform).
+pub type Pull<'a> = &'a dyn Fn(&Store, &str, Option<String>) -> anyhow::Result<()>;
+
+/// `wharf run`, pulling a missing image first as `docker run` does.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
+    run_with(store, a, &|store, image, platform| {
+        eprintln!("Unable to find image '{image}' locally");
+        let options = PullOptions {
+            platform,
+            ..PullOptions::default()
+        };
+        share::pull_with(
+            store,
+            image,
+            &options,
+            &share::Display::new(false, "pulled"),
+        )
+        .map(drop)
+    })
+}
+
+/// `wharf run`, getting a missing image with `pull`.
+pub fn run_with(store: &Store, a: Args, pull: Pull<'_>) -> anyhow::Result<i32> {
     let _ = a.rm;
     let (image, args) = a
         .command
@@ -163,18 +185,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
             Err(_) if looks_like_file => None,
             // As `docker run`: a missing image is pulled first.
             Err(StoreError::UnknownImage(_)) if a.pull != "never" && is_pullable(image) => {
-                eprintln!("Unable to find image '{image}' locally");
-                let options = PullOptions {
-                    platform: a.platform.clone(),
-                    ..PullOptions::default()
-                };
-                share::pull_with(
-                    store,
-                    image,
-                    &options,
-                    &share::Display::new(false, "pulled"),
-                )
-                .map_err(|e| anyhow::anyhow!("no such image: {image} ({e})"))?;
+                pull(store, image, a.platform.clone())
+                    .map_err(|e| anyhow::anyhow!("no such image: {image} ({e})"))?;
                 Some(super::lib(store.lookup(image))?)
             }
             Err(e) => return super::lib(Err(e)),
