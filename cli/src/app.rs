@@ -96,6 +96,8 @@ enum Command {
     Logout(commands::share::LogoutArgs),
     /// Serve a wasi:http component over HTTP, an instance per request.
     Serve(commands::serve::Args),
+    /// Write an OCI runtime bundle (config.json + rootfs) for a Linux image.
+    Bundle(commands::bundle::Args),
 }
 
 /// The command line as the full executable reads it: `run` with the
@@ -130,6 +132,7 @@ pub fn main_full() -> ExitCode {
         Command::Login(a) => commands::share::login(a),
         Command::Logout(a) => commands::share::logout(a),
         Command::Serve(a) => commands::serve::run(&store, a),
+        Command::Bundle(a) => commands::bundle::run(&store, a),
     }))
 }
 

@@ -6,6 +6,7 @@ mod registry_harness;
 
 mod build;
 mod images;
+mod linux;
 mod network;
 mod registry;
 mod run;

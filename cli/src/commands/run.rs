@@ -126,7 +126,6 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Runs the command.
 /// Gets a missing image into the store: (store, reference, --platform).
 pub type Pull<'a> = &'a dyn Fn(&Store, &str, Option<String>) -> anyhow::Result<()>;
 

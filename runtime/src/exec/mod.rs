@@ -2,6 +2,7 @@
 //! executors that run it. Only the wasm executor exists so far; the Linux
 //! backend will be a second executor behind the same [`RunOptions`].
 
+pub mod linux;
 pub mod network;
 mod p1_sockets;
 pub mod wasm;

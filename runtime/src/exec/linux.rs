@@ -1,0 +1,455 @@
+//! Linux images: image config + run options -> OCI runtime spec -> bundle.
+//!
+//! This is the first half of the native Linux backend: the OCI runtime spec
+//! wharf would run a classic `linux/*` image with, written as an OCI bundle
+//! (`config.json` and `rootfs/`) that any OCI runtime (runc, crun, youki)
+//! can run. The defaults are Docker's: the pid, network, ipc, uts, mount
+//! and cgroup namespaces, Docker's default capability set,
+//! `no_new_privileges`, Docker's masked and read-only paths, a fresh
+//! `/proc`, a tmpfs `/dev` and a read-only `/sys`. The process follows
+//! Docker's entrypoint/cmd rules.
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::Dir;
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount,
+    MountBuilder, Spec, UserBuilder,
+};
+
+use super::{RunError, RunOptions};
+use crate::digest::Digest;
+use crate::image::Image;
+use crate::store::Store;
+
+/// `PATH` when the image sets none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capabilities.
+const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Paths Docker hides from containers.
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only in containers.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// What a Linux container gets beyond [`RunOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct LinuxOptions {
+    /// The container's host name (default: derived from the image id).
+    pub hostname: Option<String>,
+    /// `-u USER[:GROUP]` (names or numbers), replacing the image's USER.
+    pub user: Option<String>,
+    /// `--network host`: share the host's network namespace.
+    pub host_network: bool,
+}
+
+/// The OCI runtime spec for running `image` with `options`. `rootfs` is
+/// the unpacked image filesystem (users and groups named in USER are
+/// looked up in its `/etc/passwd` and `/etc/group`); the spec refers to it
+/// as `rootfs`, relative to the bundle.
+pub fn runtime_spec(
+    image: &Image,
+    rootfs: &Path,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+) -> Result<Spec, RunError> {
+    let config = image.process();
+    let args = process_args(
+        config.entrypoint().as_deref().unwrap_or(&[]),
+        config.cmd().as_deref().unwrap_or(&[]),
+        options,
+    )
+    .ok_or_else(|| {
+        RunError::Unsupported(format!(
+            "image {} has no ENTRYPOINT or CMD and no command was given",
+            image.config_digest
+        ))
+    })?;
+    let hostname = linux
+        .hostname
+        .clone()
+        .unwrap_or_else(|| image.config_digest.hex()[..12].to_owned());
+
+    let mut env: Vec<String> = config.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    env.push(format!("HOSTNAME={hostname}"));
+    for (k, v) in &options.env {
+        env.retain(|e| e.split('=').next() != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+
+    let user_spec = linux
+        .user
+        .clone()
+        .or_else(|| config.user().clone())
+        .unwrap_or_default();
+    let (uid, gid, groups) = resolve_user(rootfs, &user_spec)?;
+    let user = UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(groups)
+        .build()
+        .map_err(spec_error)?;
+
+    let cwd = options
+        .workdir
+        .clone()
+        .or_else(|| config.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_owned());
+    if !cwd.starts_with('/') {
+        return Err(RunError::Unsupported(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
+    }
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(hostname));
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args));
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(cwd));
+    process.set_user(user);
+    process.set_no_new_privileges(Some(true));
+    // Inherit the runtime's limits, as Docker does, instead of 1024 files.
+    process.set_rlimits(None);
+    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.into_iter().collect();
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(caps.clone()));
+    capabilities.set_effective(Some(caps.clone()));
+    capabilities.set_permitted(Some(caps));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+    process.set_capabilities(Some(capabilities));
+    spec.set_process(Some(process));
+
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(false));
+    spec.set_root(Some(root));
+
+    let mut mounts: Vec<OciMount> = spec.mounts().clone().unwrap_or_default();
+    for m in &options.mounts {
+        let mut opts = vec!["rbind".to_owned(), "rprivate".to_owned()];
+        if m.read_only {
+            opts.push("ro".to_owned());
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(PathBuf::from(&m.guest))
+                .typ("bind")
+                .source(m.host.clone())
+                .options(opts)
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut l = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = Vec::new();
+    for typ in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ] {
+        if typ == LinuxNamespaceType::Network && linux.host_network {
+            continue;
+        }
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
+    l.set_namespaces(Some(namespaces));
+    l.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| p.to_string()).collect()));
+    l.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| p.to_string()).collect()));
+    spec.set_linux(Some(l));
+    Ok(spec)
+}
+
+/// Docker's rule: ENTRYPOINT followed by the given arguments, or by CMD
+/// when none are given; `--entrypoint` replaces ENTRYPOINT and drops CMD.
+fn process_args(
+    entrypoint: &[String],
+    cmd: &[String],
+    options: &RunOptions,
+) -> Option<Vec<String>> {
+    let entrypoint: Vec<String> = match &options.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => entrypoint.to_vec(),
+    };
+    let rest: Vec<String> = match (&options.args, &options.entrypoint) {
+        (Some(a), _) => a.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => cmd.to_vec(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(rest).collect();
+    (!args.is_empty()).then_some(args)
+}
+
+/// Resolves `USER[:GROUP]` (names or numbers, empty for root) against the
+/// image's `/etc/passwd` and `/etc/group`, read without following any
+/// symlink out of `rootfs`. Returns uid, gid and supplementary groups.
+fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), RunError> {
+    if spec.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let root = Dir::open_ambient_dir(rootfs, cap_std::ambient_authority())?;
+    let read = |name: &str| -> String {
+        let mut text = String::new();
+        if let Ok(f) = root.open(name) {
+            // Bounded: the files come from an untrusted image.
+            let _ = f.take(1 << 20).read_to_string(&mut text);
+        }
+        text
+    };
+    let passwd = read("etc/passwd");
+    let entries = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(':').map(str::to_owned).collect())
+            .collect()
+    };
+    let users = entries(&passwd);
+    let not_found = |what: &str, name: &str| {
+        RunError::Unsupported(format!(
+            "unable to find {what} {name}: no matching entries in the image's /etc/{}",
+            if what == "user" { "passwd" } else { "group" }
+        ))
+    };
+    let (uid, mut gid, name) = match user.parse::<u32>() {
+        Ok(uid) => {
+            let entry = users
+                .iter()
+                .find(|e| e.get(2).map(String::as_str) == Some(user));
+            let gid = entry.and_then(|e| e.get(3)?.parse().ok()).unwrap_or(0);
+            (uid, gid, entry.map(|e| e[0].clone()))
+        }
+        Err(_) => {
+            let e = users
+                .iter()
+                .find(|e| e.first().map(String::as_str) == Some(user))
+                .ok_or_else(|| not_found("user", user))?;
+            let uid = e.get(2).and_then(|v| v.parse().ok());
+            let gid = e.get(3).and_then(|v| v.parse().ok());
+            match (uid, gid) {
+                (Some(u), Some(g)) => (u, g, Some(user.to_owned())),
+                _ => return Err(not_found("user", user)),
+            }
+        }
+    };
+    let groups_text = read("etc/group");
+    let groups = entries(&groups_text);
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.first().map(String::as_str) == Some(g))
+                .and_then(|e| e.get(2)?.parse().ok())
+                .ok_or_else(|| not_found("group", g))?,
+        };
+    }
+    // Supplementary groups: the groups that list the user by name.
+    let mut extra = BTreeSet::new();
+    if let Some(name) = name {
+        for e in &groups {
+            let members = e.get(3).map(String::as_str).unwrap_or("");
+            if members.split(',').any(|m| m == name) {
+                if let Some(n) = e.get(2).and_then(|v| v.parse::<u32>().ok()) {
+                    if n != gid {
+                        extra.insert(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, extra.into_iter().collect()))
+}
+
+/// Writes an OCI bundle for `image` into `dir` (which must not exist or
+/// be empty): `rootfs/` with the image's layers unpacked (whiteouts
+/// applied, every entry confined to it) and `config.json` from
+/// [`runtime_spec`]. On error nothing is left behind in `dir`.
+pub fn write_bundle(
+    store: &Store,
+    image: &Image,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+    dir: &Path,
+) -> Result<(), RunError> {
+    if image.is_wasm() {
+        return Err(RunError::Unsupported(format!(
+            "image {} is a wasm image: bundles are for Linux images",
+            image.config_digest
+        )));
+    }
+    let existed = dir.exists();
+    if existed && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(RunError::Unsupported(format!(
+            "bundle directory {} is not empty",
+            dir.display()
+        )));
+    }
+    let result = fill_bundle(store, image, options, linux, dir);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dir.join("rootfs"));
+        let _ = std::fs::remove_file(dir.join("config.json"));
+        if !existed {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
+}
+
+fn fill_bundle(
+    store: &Store,
+    image: &Image,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let diff_ids = image.config.rootfs().diff_ids();
+    for (i, layer) in image.fs_layers.iter().enumerate() {
+        let diff_id = diff_ids.get(i).and_then(|d| d.parse::<Digest>().ok());
+        crate::layer::unpack_layer(store, layer, diff_id.as_ref(), &rootfs)?;
+    }
+    let spec = runtime_spec(image, &rootfs, options, linux)?;
+    let json = serde_json::to_vec_pretty(&spec)
+        .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
+    std::fs::write(dir.join("config.json"), json)?;
+    Ok(())
+}
+
+fn spec_error(e: oci_spec::OciSpecError) -> RunError {
+    RunError::Unsupported(format!("runtime spec: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: Option<&[&str]>, entrypoint: Option<&str>) -> RunOptions {
+        RunOptions {
+            args: args.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            entrypoint: entrypoint.map(str::to_owned),
+            ..RunOptions::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let ep = vec!["/bin/app".to_owned()];
+        let cmd = vec!["--serve".to_owned()];
+        let run = |o: RunOptions, ep: &[String], cmd: &[String]| process_args(ep, cmd, &o);
+        assert_eq!(
+            run(opts(None, None), &ep, &cmd).unwrap(),
+            ["/bin/app", "--serve"]
+        );
+        assert_eq!(
+            run(opts(Some(&["x"]), None), &ep, &cmd).unwrap(),
+            ["/bin/app", "x"]
+        );
+        assert_eq!(
+            run(opts(None, Some("/bin/sh")), &ep, &cmd).unwrap(),
+            ["/bin/sh"]
+        );
+        assert_eq!(run(opts(None, None), &[], &cmd).unwrap(), ["--serve"]);
+        assert_eq!(run(opts(None, Some("")), &ep, &cmd), None);
+        assert_eq!(run(opts(None, None), &[], &[]), None);
+    }
+
+    #[test]
+    fn users_resolve_from_the_image_only() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("etc/group"),
+            "root:x:0:\napp:x:1001:\nwheel:x:10:app,root\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_user(root.path(), "").unwrap(), (0, 0, vec![]));
+        assert_eq!(
+            resolve_user(root.path(), "app").unwrap(),
+            (1000, 1001, vec![10])
+        );
+        assert_eq!(
+            resolve_user(root.path(), "1000:0").unwrap(),
+            (1000, 0, vec![10])
+        );
+        assert_eq!(
+            resolve_user(root.path(), "4242").unwrap(),
+            (4242, 0, vec![])
+        );
+        assert_eq!(resolve_user(root.path(), "app:wheel").unwrap().1, 10);
+        assert!(resolve_user(root.path(), "nobody").is_err());
+        assert!(resolve_user(root.path(), "app:nogroup").is_err());
+
+        // /etc/passwd planted as a symlink to a host file is not followed.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "evil:x:7:7::/:/bin/sh\n").unwrap();
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            root.path().join("etc/passwd"),
+        )
+        .unwrap();
+        assert!(resolve_user(root.path(), "evil").is_err());
+    }
+}
