@@ -136,9 +136,9 @@ pub fn main_full() -> ExitCode {
     }))
 }
 
-/// `main` of `wharf`: runs a local image or module itself, and hands
-/// every other command (and a `run` that must pull first) to `wharf-full`
-/// beside it, with the same arguments.
+/// `main` of `wharf`: runs a local wasm image or module itself, and hands
+/// every other command (and a `run` that must pull first, or of a Linux
+/// image) to `wharf-full` beside it, with the same arguments.
 ///
 /// Every subsystem linked into an executable costs each start of it some
 /// time (its relocated data is written at every start), so the command
@@ -152,10 +152,11 @@ pub fn main_run_first() -> ExitCode {
     let cli = RunCli::parse_from(args);
     let RunOnly::Run(a) = cli.command;
     start(&cli.globals);
-    finish(
-        open_store(&cli.globals)
-            .and_then(|store| commands::run::run_with(&store, a, &|_, _, _| hand_over().map(drop))),
-    )
+    finish(open_store(&cli.globals).and_then(|store| {
+        commands::run::run_with(&store, a, &|_, _, _, _| hand_over(), &|_, _, _| {
+            hand_over().map(drop)
+        })
+    }))
 }
 
 /// Replaces this process with `wharf-full` from the same directory, with
@@ -182,12 +183,27 @@ fn start(globals: &Globals) {
         .log_level
         .parse::<tracing::Level>()
         .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
+    use tracing_subscriber::prelude::*;
+    // youki's libraries warn about every cgroup controller a host lacks:
+    // only their errors are shown unless asked for.
+    let quiet = if level >= tracing::Level::INFO {
+        level
+    } else {
+        tracing::Level::ERROR
+    };
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("libcontainer", quiet)
+        .with_target("libcgroups", quiet);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .with_target(false),
+        )
+        .with(targets)
         .init();
 }
 

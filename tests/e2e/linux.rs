@@ -205,3 +205,143 @@ fn runc_runs_wharf_bundles_isolated() {
     );
     assert!(lines.contains(&"proc-sys-ro"), "{out}");
 }
+
+/// `wharf run` of the busybox image; None when this process may not run
+/// Linux containers (not root).
+fn run_linux(env: &Env, args: &[&str]) -> Option<crate::harness::Run> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return None;
+    }
+    Some(env.wharf(args))
+}
+
+#[test]
+fn linux_images_run_isolated_in_the_native_backend() {
+    let env = Env::new();
+    busybox_image(&env);
+    let Some(r) = run_linux(&env, &["run", "bb"]) else {
+        return;
+    };
+    assert_eq!((r.code, r.stdout.as_str()), (0, "hello\n"), "{}", r.stderr);
+
+    let r = env.wharf(&[
+        "run",
+        "--hostname",
+        "box",
+        "bb",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; pwd; echo $GREETING; ls /; \
+         (echo x > /proc/sys/kernel/hostname) 2>/dev/null || echo proc-sys-ro; \
+         echo scratch > /new-file; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(&lines[..4], ["pid=1", "box", "/srv", "ahoy"]);
+    assert!(
+        !lines.contains(&"home") && !lines.contains(&"root"),
+        "host files: {}",
+        r.stdout
+    );
+    assert!(lines.contains(&"proc-sys-ro"), "{}", r.stdout);
+    // Writes went to that container's own layer, now gone.
+    let r = env.wharf(&["run", "bb", "ls", "/new-file"]);
+    assert_ne!(r.code, 0, "a container's writes outlived it: {}", r.stdout);
+    // No container directory or overlay mount is left behind.
+    let containers = env.root.path().join("wharf/containers");
+    let left = std::fs::read_dir(&containers)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn linux_containers_get_read_only_mounts_and_limits() {
+    let env = Env::new();
+    busybox_image(&env);
+    let data = env.scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "host data\n").unwrap();
+    let vol = format!("{}:/data:ro", data.display());
+    let Some(r) = run_linux(
+        &env,
+        &[
+            "run",
+            "-v",
+            &vol,
+            "bb",
+            "sh",
+            "-c",
+            "cat /data/f; echo x > /data/g || echo denied",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(r.stdout, "host data\ndenied\n", "{}", r.stderr);
+    assert!(!data.join("g").exists());
+
+    // A process allocating past --memory is killed (SIGKILL: 137).
+    let r = env.wharf(&[
+        "run",
+        "-m",
+        "32m",
+        "bb",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(r.code, 137, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("survived"));
+
+    // A fork loop stops at --pids-limit.
+    let r = env.wharf(&[
+        "run",
+        "--pids-limit",
+        "8",
+        "bb",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20 ]; do sleep 2 & i=$((i+1)); done; wait; echo done",
+    ]);
+    assert!(
+        r.stderr.contains("can't fork"),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+}
+
+#[test]
+fn signals_reach_the_container_and_its_exit_code_comes_back() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    busybox_image(&env);
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return;
+    }
+    let mut child = env
+        .cmd(&[
+            "run",
+            "bb",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-term\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+}

@@ -71,6 +71,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         hostname: a.hostname.clone(),
         user: a.user.clone(),
         host_network: a.network == "host",
+        ..LinuxOptions::default()
     };
     let tagged = super::lib(store.lookup(&a.image))?;
     let image = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use wharf::exec::linux::LinuxOptions;
 use wharf::exec::{self, Mount, RunOptions};
+use wharf::image::Image;
 use wharf::reference::Reference;
 use wharf::registry::PullOptions;
 use wharf::store::{Store, StoreError};
@@ -91,7 +93,8 @@ pub struct Args {
     /// Module to run instead of the image's ENTRYPOINT.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Linear memory limit (e.g. 64m).
+    /// Memory limit (e.g. 64m): linear memory for wasm, the cgroup limit
+    /// for Linux containers.
     #[arg(short = 'm', long)]
     memory: Option<String>,
     /// Wall-clock limit (e.g. 10s, 500ms).
@@ -110,6 +113,18 @@ pub struct Args {
     /// guests may listen on exactly these.
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:GUEST")]
     publish: Vec<String>,
+    /// Host name of a Linux container (default: its id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// User of a Linux container (name or uid, with an optional :group).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// CPU time of a Linux container, in CPUs (e.g. 0.5).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Most processes a Linux container may have at once.
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
     /// Pull the image when it is not in the store: missing or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
     pull: String,
@@ -129,9 +144,17 @@ pub struct Args {
 /// Gets a missing image into the store: (store, reference, --platform).
 pub type Pull<'a> = &'a dyn Fn(&Store, &str, Option<String>) -> anyhow::Result<()>;
 
-/// `wharf run`, pulling a missing image first as `docker run` does.
+/// Runs a Linux image and returns its exit code.
+pub type Linux<'a> = &'a dyn Fn(&Store, &Image, &RunOptions, &LinuxOptions) -> anyhow::Result<i32>;
+
+/// `wharf run`, pulling a missing image first as `docker run` does, and
+/// running Linux images in the native backend.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
-    run_with(store, a, &|store, image, platform| {
+    let linux: Linux<'_> = &|store, image, options, linux| {
+        let outcome = super::lib(exec::linux::run(store, image, options, linux))?;
+        Ok(outcome.exit.code())
+    };
+    run_with(store, a, linux, &|store, image, platform| {
         eprintln!("Unable to find image '{image}' locally");
         let options = PullOptions {
             platform,
@@ -147,8 +170,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     })
 }
 
-/// `wharf run`, getting a missing image with `pull`.
-pub fn run_with(store: &Store, a: Args, pull: Pull<'_>) -> anyhow::Result<i32> {
+/// `wharf run`, getting a missing image with `pull` and running a Linux
+/// image with `linux`.
+pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> anyhow::Result<i32> {
     let _ = a.rm;
     let (image, args) = a
         .command
@@ -195,6 +219,16 @@ pub fn run_with(store: &Store, a: Args, pull: Pull<'_>) -> anyhow::Result<i32> {
         None => super::lib(exec::run_file(store, Path::new(image), args, &options))?,
         Some(tagged) => {
             let loaded = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;
+            if !loaded.is_wasm() {
+                let linux_options = LinuxOptions {
+                    hostname: a.hostname.clone(),
+                    user: a.user.clone(),
+                    host_network: a.guest.network.as_deref() == Some("host"),
+                    cpus: a.cpus,
+                    pids_limit: a.pids_limit,
+                };
+                return linux(store, &loaded, &options, &linux_options);
+            }
             super::lib(exec::run_image(store, image, &loaded, &options))?
         }
     };

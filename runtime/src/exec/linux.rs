@@ -19,7 +19,7 @@ use oci_spec::runtime::{
     MountBuilder, Spec, UserBuilder,
 };
 
-use super::{RunError, RunOptions};
+use super::{RunError, RunOptions, RunOutcome};
 use crate::digest::Digest;
 use crate::image::Image;
 use crate::store::Store;
@@ -78,6 +78,10 @@ pub struct LinuxOptions {
     pub user: Option<String>,
     /// `--network host`: share the host's network namespace.
     pub host_network: bool,
+    /// `--cpus`: CPU time, in CPUs (e.g. 0.5).
+    pub cpus: Option<f64>,
+    /// `--pids-limit`: most processes at once.
+    pub pids_limit: Option<i64>,
 }
 
 /// The OCI runtime spec for running `image` with `options`. `rootfs` is
@@ -205,6 +209,34 @@ pub fn runtime_spec(
         );
     }
     l.set_namespaces(Some(namespaces));
+    let mut resources = l.resources().clone().unwrap_or_default();
+    if let Some(bytes) = options.memory {
+        let mut memory = oci_spec::runtime::LinuxMemory::default();
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        memory.set_limit(Some(bytes));
+        // No extra swap beyond the limit, as `docker run -m` without
+        // --memory-swap allows twice the limit; wharf allows none.
+        memory.set_swap(Some(bytes));
+        resources.set_memory(Some(memory));
+    }
+    if let Some(cpus) = linux.cpus {
+        if !(cpus > 0.0 && cpus.is_finite()) {
+            return Err(RunError::Unsupported(format!(
+                "--cpus {cpus}: use a positive number"
+            )));
+        }
+        let period: u64 = 100_000;
+        let mut cpu = oci_spec::runtime::LinuxCpu::default();
+        cpu.set_period(Some(period));
+        cpu.set_quota(Some((cpus * period as f64).round().max(1000.0) as i64));
+        resources.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = linux.pids_limit {
+        let mut pids = oci_spec::runtime::LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
+    }
+    l.set_resources(Some(resources));
     l.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| p.to_string()).collect()));
     l.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| p.to_string()).collect()));
     spec.set_linux(Some(l));
@@ -370,6 +402,260 @@ fn fill_bundle(
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
     std::fs::write(dir.join("config.json"), json)?;
     Ok(())
+}
+
+/// Runs `image` as a Linux container and waits for it: an overlay rootfs
+/// over the image's snapshot (the container's writes go to its own upper
+/// layer, removed afterwards), the spec from [`runtime_spec`], and youki's
+/// libcontainer to create the namespaces, mounts and cgroups and start the
+/// process. wharf stays the parent: it forwards SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT, SIGUSR1 and SIGUSR2 to the container's init, and returns its
+/// exit code (128 + the signal number when a signal ended it).
+pub fn run(
+    store: &Store,
+    image: &Image,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+) -> Result<RunOutcome, RunError> {
+    if image.is_wasm() {
+        return Err(RunError::Unsupported(format!(
+            "image {} is a wasm image",
+            image.config_digest
+        )));
+    }
+    if !options.network.publish.is_empty() && !linux.host_network {
+        return Err(RunError::Unsupported(
+            "-p needs a bridged network, which Linux containers do not have yet: use --network host".into(),
+        ));
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Err(RunError::Unsupported(
+            "running Linux images needs root (rootless containers are not supported yet)".into(),
+        ));
+    }
+    let snapshot = {
+        let _lock = store.lock_shared()?;
+        super::ensure_snapshot(store, image)?
+    };
+    let id = container_id();
+    let dir = store.root().join("wharf/containers").join(&id);
+    let container = ContainerDir::create(&dir, &snapshot.rootfs())?;
+
+    let mut linux = linux.clone();
+    if linux.hostname.is_none() {
+        linux.hostname = Some(id.clone());
+    }
+    let mut spec = runtime_spec(image, &snapshot.rootfs(), options, &linux)?;
+    if let Some(root) = spec.root_mut() {
+        root.set_path(container.rootfs.clone());
+    }
+    if let Some(l) = spec.linux_mut() {
+        l.set_cgroups_path(Some(PathBuf::from(format!("/wharf/{id}"))));
+    }
+    let json = serde_json::to_vec(&spec)
+        .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
+    std::fs::write(dir.join("config.json"), json)?;
+
+    let state = store.root().join("wharf/run");
+    std::fs::create_dir_all(&state)?;
+    let code = start_and_wait(&id, &dir, &state, options)?;
+    drop(container);
+    drop(snapshot);
+    Ok(RunOutcome {
+        exit: super::Exit::Code(code),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    })
+}
+
+/// Signals wharf passes on to the container.
+const FORWARDED: [i32; 6] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+];
+
+fn start_and_wait(
+    id: &str,
+    bundle: &Path,
+    state: &Path,
+    options: &RunOptions,
+) -> Result<i32, RunError> {
+    use libcontainer::container::builder::ContainerBuilder;
+    use libcontainer::syscall::syscall::SyscallType;
+    use std::sync::{Arc, Mutex};
+
+    let engine = |e: libcontainer::error::LibcontainerError| {
+        RunError::Unsupported(format!("container {id}: {e}"))
+    };
+    // The container's init is a grandchild: as a subreaper wharf still
+    // gets its exit status.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(std::io::Error::from)?;
+    let mut signals = signal_hook::iterator::Signals::new(FORWARDED)?;
+    let handle = signals.handle();
+    // The init's pid once known, and the signals that came before it.
+    let target: Arc<Mutex<(i32, Vec<i32>)>> = Arc::default();
+    let forward_to = target.clone();
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let mut t = forward_to.lock().expect("signal target lock");
+            if t.0 == 0 {
+                t.1.push(sig);
+            } else {
+                send_signal(t.0, sig);
+            }
+        }
+    });
+
+    let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_root_path(state)
+        .map_err(engine)?;
+    if !options.stdin {
+        builder = builder.with_stdin(std::fs::File::open("/dev/null")?);
+    }
+    if matches!(options.stdout, super::Stdio::Null) {
+        builder = builder.with_stdout(std::fs::File::create("/dev/null")?);
+    }
+    if matches!(options.stderr, super::Stdio::Null) {
+        builder = builder.with_stderr(std::fs::File::create("/dev/null")?);
+    }
+    let result = (|| {
+        let mut container = builder
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(false)
+            .build()
+            .map_err(engine)?;
+        let started = container.start().map_err(engine);
+        let code = match (started, container.pid()) {
+            (Ok(()), Some(pid)) => {
+                {
+                    let mut t = target.lock().expect("signal target lock");
+                    t.0 = pid.as_raw();
+                    for sig in std::mem::take(&mut t.1) {
+                        send_signal(t.0, sig);
+                    }
+                }
+                wait_for(pid.as_raw())
+            }
+            (Ok(()), None) => Err(RunError::Unsupported(format!(
+                "container {id} started without a process"
+            ))),
+            (Err(e), _) => Err(e),
+        };
+        let _ = container.delete(true);
+        code
+    })();
+    handle.close();
+    let _ = forwarder.join();
+    result
+}
+
+fn send_signal(pid: i32, sig: i32) {
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Reaps children until `pid` exits; its exit code, or 128 + signal.
+fn wait_for(pid: i32) -> Result<i32, RunError> {
+    use rustix::process::{wait, WaitOptions};
+    // __WALL: libcontainer clones the init without an exit signal, and
+    // plain waitpid does not see such children.
+    let all = WaitOptions::from_bits_retain(0x4000_0000);
+    loop {
+        match wait(all) {
+            Ok(Some((child, status))) => {
+                if child.as_raw_nonzero().get() != pid {
+                    continue;
+                }
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+            }
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+    }
+}
+
+/// A fresh container id: 12 hex digits.
+fn container_id() -> String {
+    let seed = format!(
+        "{}-{:?}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now(),
+        std::thread::current().id()
+    );
+    Digest::of(seed.as_bytes()).hex()[..12].to_owned()
+}
+
+/// A container's directory: `upper/` and `work/` for overlayfs, and
+/// `rootfs/`, the overlay of its upper layer over the image snapshot.
+/// Dropping it unmounts the rootfs and removes the directory.
+struct ContainerDir {
+    dir: PathBuf,
+    rootfs: PathBuf,
+}
+
+impl ContainerDir {
+    fn create(dir: &Path, lower: &Path) -> Result<ContainerDir, RunError> {
+        for p in [dir, lower] {
+            let s = p.to_string_lossy();
+            if s.contains([',', ':']) {
+                return Err(RunError::Unsupported(format!(
+                    "path {s} contains ',' or ':', which overlayfs options cannot carry"
+                )));
+            }
+        }
+        std::fs::create_dir_all(dir.join("upper"))?;
+        std::fs::create_dir_all(dir.join("work"))?;
+        std::fs::create_dir_all(dir.join("rootfs"))?;
+        let c = ContainerDir {
+            dir: dir.to_owned(),
+            rootfs: dir.join("rootfs"),
+        };
+        let data = std::ffi::CString::new(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        ))
+        .map_err(|_| RunError::Unsupported("overlay options contain a NUL byte".into()))?;
+        rustix::mount::mount(
+            "overlay",
+            &c.rootfs,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| {
+            RunError::Unsupported(format!(
+                "overlay mount for {}: {e} (wharf needs overlayfs for Linux containers)",
+                c.rootfs.display()
+            ))
+        })?;
+        Ok(c)
+    }
+}
+
+impl Drop for ContainerDir {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.rootfs, rustix::mount::UnmountFlags::DETACH);
+        // remove_dir_all does not follow symlinks the container left.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn spec_error(e: oci_spec::OciSpecError) -> RunError {

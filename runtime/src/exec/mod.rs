@@ -303,7 +303,7 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
         }
         if let ModuleSource::Layer(l) = &image.module {
             fs_err::write(tmp.path().join("module-digest"), l.digest().to_string())?;
-        } else if let Some(entry) = default_argv(image).first() {
+        } else if let Some(entry) = default_argv(image).first().filter(|_| image.is_wasm()) {
             // Keep the entrypoint module outside the guest's view.
             let rel = entry.trim_start_matches('/');
             let src = rootfs.join(rel);
