@@ -2,7 +2,8 @@
 # Side-by-side start-to-exit of `true` in a busybox image: `wharf run`
 # against crun and runc running the OCI bundle `wharf bundle` writes for
 # the same image (same spec), and `podman run --rm` of the same image when
-# podman is installed. Root only.
+# podman is installed (with runc, and the nofile/nproc limits this
+# machine lets it set). Root only.
 #
 # Usage: sudo bash benches/linux-run.sh
 #
@@ -51,7 +52,7 @@ fi
 if command -v podman >/dev/null; then
     "$WHARF" --root "$R/store" save -o "$R/bb.tar" bb
     podman load -q -i "$R/bb.tar" >/dev/null
-    commands+=("podman run --rm --network none --ulimit nofile=20000:20000 docker.io/library/bb:latest")
+    commands+=("podman run --rm --runtime runc --network none --ulimit nofile=20000:20000 --ulimit nproc=1024:1024 docker.io/library/bb:latest")
     names+=(podman)
 fi
 name_args=()

@@ -50,7 +50,7 @@ pub enum RunError {
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
     /// The image is not a wasm image.
-    #[error("image {image} has platform {platform}: only wasm images run here until the Linux backend lands")]
+    #[error("image {image} has platform {platform}: this is the wasm executor; Linux images run with exec::linux::run")]
     NotWasm {
         /// The image.
         image: String,
