@@ -6,6 +6,9 @@
 # `cargo build --release` inside its directory is enough. Every example uses
 # its own target/ directory; nothing is shared with the parent workspace.
 set -euo pipefail
+# Each example keeps its own target/ (Dockerfiles and tests look there),
+# whatever target directory the caller uses for the workspace.
+unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 examples=(hello hello-p2 probe build-step http-hello cgi-hello tcp-echo tcp-listen)
