@@ -377,6 +377,7 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
     };
     let mut archive = tar::Archive::new(reader);
     let mut created: BTreeSet<PathBuf> = BTreeSet::new();
+    let as_root = rustix::process::geteuid().is_root();
     for entry in archive.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -432,6 +433,19 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
         }
         let etype = entry.header().entry_type();
         let mode = entry.header().mode().map_err(io_err)? & 0o7777;
+        // Ownership from the header, applied only when unpacking as root
+        // (anyone else could only give files to themselves), and before
+        // the mode, since chown clears the set-id bits.
+        // An unreadable or out-of-range id leaves the unpacking user.
+        let owner = if as_root {
+            let h = entry.header();
+            let uid = h.uid().ok().and_then(|u| u32::try_from(u).ok());
+            let gid = h.gid().ok().and_then(|g| u32::try_from(g).ok());
+            uid.zip(gid)
+                .filter(|&(u, g)| u != u32::MAX && g != u32::MAX)
+        } else {
+            None
+        };
         // Replace whatever is there unless both are directories.
         if let Ok(meta) = root.symlink_metadata(&path) {
             if !(meta.is_dir() && etype.is_dir()) {
@@ -444,6 +458,9 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                     root.create_dir(&path)
                         .map_err(|e| escape_or(e, &hostile, &io_err))?;
                 }
+                if let Some(owner) = owner {
+                    chown_in(root, &parent, &base, owner).map_err(io_err)?;
+                }
                 root.set_permissions(
                     &path,
                     Permissions::from_std(std::fs::Permissions::from_mode(mode)),
@@ -455,6 +472,14 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                     .open_with(&path, OpenOptions::new().write(true).create_new(true))
                     .map_err(|e| escape_or(e, &hostile, &io_err))?;
                 io::copy(&mut entry, &mut f).map_err(io_err)?;
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::fchown(
+                        &f,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                    )
+                    .map_err(|e| io_err(e.into()))?;
+                }
                 f.set_permissions(Permissions::from_std(std::fs::Permissions::from_mode(mode)))
                     .map_err(io_err)?;
             }
@@ -463,8 +488,15 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                     .link_name()
                     .map_err(io_err)?
                     .ok_or_else(|| hostile("is a symlink without a target"))?;
-                root.symlink(&target, &path)
+                // The target is only text: absolute ones (`/bin/sh ->
+                // /bin/busybox`) are common in Linux images. The link is
+                // made in its parent opened through the root, and nothing
+                // here ever follows it outside the root.
+                symlink_in(root, &parent, &base, &target)
                     .map_err(|e| escape_or(e, &hostile, &io_err))?;
+                if let Some(owner) = owner {
+                    chown_in(root, &parent, &base, owner).map_err(io_err)?;
+                }
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -495,6 +527,40 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
         }
         created.insert(path);
     }
+    Ok(())
+}
+
+/// Creates the symlink `parent/name` -> `target` (any text).
+fn symlink_in(root: &Dir, parent: &Path, name: &str, target: &Path) -> io::Result<()> {
+    let dir;
+    let at = if parent.as_os_str().is_empty() {
+        root
+    } else {
+        dir = root.open_dir(parent)?;
+        &dir
+    };
+    rustix::fs::symlinkat(target, at, name)?;
+    Ok(())
+}
+
+/// Gives `parent/name` (never followed if it is a symlink) to `owner`.
+/// `parent` is opened through `root`, so no symlink planted on the way can
+/// lead the change outside it.
+fn chown_in(root: &Dir, parent: &Path, name: &str, (uid, gid): (u32, u32)) -> io::Result<()> {
+    let dir;
+    let at = if parent.as_os_str().is_empty() {
+        root
+    } else {
+        dir = root.open_dir(parent)?;
+        &dir
+    };
+    rustix::fs::chownat(
+        at,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
     Ok(())
 }
 
@@ -766,6 +832,91 @@ mod tests {
         );
         unpack_layer(&store, &layer, None, dest.path()).unwrap();
         assert_eq!(std::fs::read(dest.path().join("b")).unwrap(), b"hi");
+    }
+
+    #[test]
+    fn ownership_and_set_id_bits_survive_unpacking_as_root() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: ownership is applied only when unpacking as root");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let (_r, store, outside, dest) = setup();
+        let owned = |b: &mut tar::Builder<Vec<u8>>, name: &str, kind, link, mode, data: &[u8]| {
+            let mut h = header(kind, data.len() as u64);
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                let l: &str = l;
+                h.as_gnu_mut().unwrap().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_uid(1234);
+            h.set_gid(4321);
+            h.set_mode(mode);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        };
+        let target = outside.path().join("host-file");
+        std::fs::write(&target, "host").unwrap();
+        let layer = put(
+            &store,
+            &tar_gz(|b| {
+                owned(b, "d", tar::EntryType::Directory, None, 0o755, b"");
+                owned(b, "d/suid", tar::EntryType::Regular, None, 0o4755, b"x");
+                owned(
+                    b,
+                    "d/link",
+                    tar::EntryType::Symlink,
+                    Some(target.to_str().unwrap()),
+                    0o777,
+                    b"",
+                );
+            }),
+        );
+        unpack_layer(&store, &layer, None, dest.path()).unwrap();
+        let d = std::fs::metadata(dest.path().join("d")).unwrap();
+        assert_eq!((d.uid(), d.gid()), (1234, 4321));
+        let f = std::fs::metadata(dest.path().join("d/suid")).unwrap();
+        assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (1234, 4321, 0o4755));
+        let l = std::fs::symlink_metadata(dest.path().join("d/link")).unwrap();
+        assert_eq!((l.uid(), l.gid()), (1234, 4321));
+        // The symlink's owner changed, not its host target's.
+        let t = std::fs::metadata(&target).unwrap();
+        assert_eq!((t.uid(), t.gid()), (0, 0));
+    }
+
+    #[test]
+    fn absolute_symlinks_are_kept_as_text() {
+        let (_r, store, outside, dest) = setup();
+        let layer = put(
+            &store,
+            &tar_gz(|b| {
+                raw_entry(b, "bin/busybox", tar::EntryType::Regular, None, b"bb");
+                raw_entry(
+                    b,
+                    "bin/sh",
+                    tar::EntryType::Symlink,
+                    Some("/bin/busybox"),
+                    b"",
+                );
+                let host = outside.path().join("x");
+                raw_entry(b, "host", tar::EntryType::Symlink, host.to_str(), b"");
+            }),
+        );
+        unpack_layer(&store, &layer, None, dest.path()).unwrap();
+        assert_eq!(
+            std::fs::read_link(dest.path().join("bin/sh")).unwrap(),
+            Path::new("/bin/busybox")
+        );
+        // A link to a host path is created but never followed: a later
+        // entry written through it stays refused.
+        assert!(std::fs::symlink_metadata(dest.path().join("host")).is_ok());
+        let layer = put(
+            &store,
+            &tar_gz(|b| raw_entry(b, "host/evil", tar::EntryType::Regular, None, b"x")),
+        );
+        assert!(unpack_layer(&store, &layer, None, dest.path()).is_err());
+        assert!(!outside.path().join("x").exists());
+        assert!(!outside.path().join("x/evil").exists());
     }
 
     #[test]
