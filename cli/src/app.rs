@@ -184,12 +184,12 @@ fn start(globals: &Globals) {
         .parse::<tracing::Level>()
         .unwrap_or(tracing::Level::WARN);
     use tracing_subscriber::prelude::*;
-    // youki's libraries warn about every cgroup controller a host lacks:
-    // only their errors are shown unless asked for.
+    // youki's libraries warn about every cgroup controller a host lacks,
+    // and log the errors wharf reports itself: silent unless asked for.
     let quiet = if level >= tracing::Level::INFO {
-        level
+        tracing_subscriber::filter::LevelFilter::from_level(level)
     } else {
-        tracing::Level::ERROR
+        tracing_subscriber::filter::LevelFilter::OFF
     };
     let targets = tracing_subscriber::filter::Targets::new()
         .with_default(level)

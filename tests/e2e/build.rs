@@ -309,8 +309,11 @@ fn unsupported_build_features_fail_clearly() {
         "FROM --platform=linux/amd64 scratch\nRUN echo hi\n",
     )
     .unwrap();
-    env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
-        .fails(125, "Linux backend");
+    // A Linux RUN without a shell in the image (RUN runs as root only).
+    if rustix::process::geteuid().is_root() {
+        env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
+            .fails(125, "executable '/bin/sh' not found");
+    }
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN echo hi\n").unwrap();
     env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
         .fails(125, ".wasm program");

@@ -345,3 +345,91 @@ fn signals_reach_the_container_and_its_exit_code_comes_back() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(7));
 }
+
+#[test]
+fn linux_builds_run_their_steps_in_the_native_backend() {
+    let env = Env::new();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: RUN for Linux images needs root");
+        return;
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    // The issue's busybox image, plus a file a later layer deletes (a
+    // whiteout over a lower layer) and a user from the image's passwd.
+    let ctx = env.context(
+        "installed",
+        &[
+            ("busybox", &busybox[..]),
+            (
+                "Dockerfile",
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+                  RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+                  RUN mkdir -p /etc /srv && echo 'app:x:1000:1000::/srv:/bin/sh' > /etc/passwd \
+                      && echo doomed > /srv/gone && echo kept > /srv/kept\n\
+                  RUN rm /srv/gone && echo \"built by $0\"\n\
+                  USER app\nWORKDIR /srv\n\
+                  CMD [\"sh\", \"-c\", \"id -u; ls; readlink /bin/sh\"]\n",
+            ),
+        ],
+    );
+    let ctx = ctx.to_str().unwrap();
+    let first = env
+        .wharf(&["build", "--platform", "linux/amd64", "-t", "installed", ctx])
+        .ok();
+    assert!(
+        first.stderr.contains("| built by /bin/sh"),
+        "{}",
+        first.stderr
+    );
+    let r = env.wharf(&["run", "installed"]).ok();
+    assert_eq!(r.stdout, "1000\nkept\n/bin/busybox\n", "{}", r.stderr);
+    // No mount point or other runtime residue entered a layer, and an
+    // unchanged rebuild is cached and identical.
+    let again = env
+        .wharf(&["build", "--platform", "linux/amd64", "-t", "installed", ctx])
+        .ok();
+    assert_eq!(again.stdout, first.stdout);
+    assert_eq!(
+        again.stderr.matches("CACHED").count(),
+        7,
+        "{}",
+        again.stderr
+    );
+    let bundle = env.scratch.path().join("installed-bundle");
+    env.wharf(&["bundle", "installed", bundle.to_str().unwrap()])
+        .ok();
+    let mut top: Vec<String> = std::fs::read_dir(bundle.join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(
+        top,
+        ["bin", "etc", "srv"],
+        "the image holds what the steps wrote, no mount points"
+    );
+    assert!(!bundle.join("rootfs/srv/gone").exists());
+
+    // A failing step fails the build and names no image.
+    let bad = env.context(
+        "bad",
+        &[
+            ("busybox", &busybox[..]),
+            (
+                "Dockerfile",
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+                  RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo oops; exit 3\"]\n",
+            ),
+        ],
+    );
+    env.wharf(&[
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-t",
+        "bad",
+        bad.to_str().unwrap(),
+    ])
+    .fails(125, "exit code 3");
+    env.wharf(&["inspect", "bad"]).fails(125, "bad");
+}

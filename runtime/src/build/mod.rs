@@ -680,21 +680,10 @@ impl Builder<'_> {
                 layer = Some(entries);
             }
             InstructionKind::Run(cmd) => {
-                if linux {
-                    return Err(self.err(
-                        ins,
-                        format!(
-                            "RUN for {}/{} images needs the native Linux backend, which wharf does not have yet",
-                            cur.config.os(),
-                            cur.config.architecture()
-                        ),
-                    ));
-                }
-                let argv = match cmd {
-                    Command::Exec(v) => v.clone(),
-                    Command::Shell(s) => self.expand_words(ins, s, vars)?,
-                };
-                if !argv.first().is_some_and(|a| a.ends_with(".wasm")) {
+                // Linux images: Docker's `/bin/sh -c` for the shell form,
+                // run in the native backend.
+                let argv = self.command_argv(ins, cmd, vars, linux)?;
+                if !linux && !argv.first().is_some_and(|a| a.ends_with(".wasm")) {
                     return Err(self.err(
                         ins,
                         "RUN in a wasm build runs a .wasm program from the image being built: the first word must be its path",
@@ -735,7 +724,7 @@ impl Builder<'_> {
             }
         }
         if let Some(argv) = run_argv {
-            let entries_tree = self.run_step(ins, cur, &argv, vars)?;
+            let entries_tree = self.run_step(ins, cur, &argv, vars, linux)?;
             let (entries, tree) = entries_tree;
             let written = write_layer(
                 self.store,
@@ -978,9 +967,13 @@ impl Builder<'_> {
         cur: &State,
         argv: &[String],
         vars: &HashMap<String, String>,
+        linux: bool,
     ) -> Result<(Vec<LayerEntry>, tempfile::TempDir)> {
         let tree = self.materialize(cur)?;
         let before = scan_tree(tree.path())?;
+        if linux {
+            return self.run_linux_step(ins, cur, argv, vars, tree, before);
+        }
         let p = cur.process();
         let workdir = p.working_dir().clone().unwrap_or_else(|| "/".into());
         let module_path = resolve_path(&workdir, &argv[0]);
@@ -1028,6 +1021,61 @@ impl Builder<'_> {
             });
         }
         let after = scan_tree(tree.path())?;
+        Ok((diff_trees(&before, &after, tree.path()), tree))
+    }
+
+    /// RUN for a Linux image: `argv` in the native backend, with the
+    /// build's environment, WORKDIR and USER, directly in the
+    /// materialised tree, and no network (spec/buildfile.md).
+    fn run_linux_step(
+        &mut self,
+        ins: &Instruction,
+        cur: &State,
+        argv: &[String],
+        vars: &HashMap<String, String>,
+        tree: tempfile::TempDir,
+        before: BTreeMap<String, crate::layer::Node>,
+    ) -> Result<(Vec<LayerEntry>, tempfile::TempDir)> {
+        let mut env: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.sort();
+        let options = RunOptions {
+            args: Some(argv.to_vec()),
+            entrypoint: Some(String::new()),
+            env,
+            stdout: Stdio::Capture,
+            stderr: Stdio::Capture,
+            ..RunOptions::default()
+        };
+        let outcome = crate::exec::linux::run_in(
+            self.store,
+            tree.path(),
+            &cur.process(),
+            &options,
+            &crate::exec::linux::LinuxOptions::default(),
+        )
+        .map_err(|e| BuildError::RunFailed {
+            step: self.step_name(ins),
+            message: e.to_string(),
+        })?;
+        for stream in [&outcome.stdout, &outcome.stderr] {
+            for line in String::from_utf8_lossy(stream).lines() {
+                (self.progress)(&format!("  | {line}"));
+            }
+        }
+        if outcome.exit.code() != 0 {
+            return Err(BuildError::RunFailed {
+                step: self.step_name(ins),
+                message: format!("exit code {}", outcome.exit.code()),
+            });
+        }
+        let mut after = scan_tree(tree.path())?;
+        // Mount points the runtime made for /proc, /sys and /dev are not
+        // the step's output.
+        after.retain(|p, _| {
+            let top = p.split('/').next().unwrap_or("");
+            before.contains_key(p) || !matches!(top, "proc" | "sys" | "dev")
+        });
         Ok((diff_trees(&before, &after, tree.path()), tree))
     }
 

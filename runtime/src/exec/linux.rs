@@ -94,22 +94,32 @@ pub fn runtime_spec(
     options: &RunOptions,
     linux: &LinuxOptions,
 ) -> Result<Spec, RunError> {
-    let config = image.process();
+    let mut linux = linux.clone();
+    if linux.hostname.is_none() {
+        linux.hostname = Some(image.config_digest.hex()[..12].to_owned());
+    }
+    spec_for(&image.process(), rootfs, options, &linux).map_err(|e| match e {
+        RunError::Unsupported(m) if m.starts_with("no ENTRYPOINT") => {
+            RunError::Unsupported(format!("image {}: {m}", image.config_digest))
+        }
+        e => e,
+    })
+}
+
+/// [`runtime_spec`] from an image's process config.
+fn spec_for(
+    config: &oci_spec::image::Config,
+    rootfs: &Path,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+) -> Result<Spec, RunError> {
     let args = process_args(
         config.entrypoint().as_deref().unwrap_or(&[]),
         config.cmd().as_deref().unwrap_or(&[]),
         options,
     )
-    .ok_or_else(|| {
-        RunError::Unsupported(format!(
-            "image {} has no ENTRYPOINT or CMD and no command was given",
-            image.config_digest
-        ))
-    })?;
-    let hostname = linux
-        .hostname
-        .clone()
-        .unwrap_or_else(|| image.config_digest.hex()[..12].to_owned());
+    .ok_or_else(|| RunError::Unsupported("no ENTRYPOINT or CMD and no command was given".into()))?;
+    let hostname = linux.hostname.clone().unwrap_or_else(|| "wharf".into());
 
     let mut env: Vec<String> = config.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -456,16 +466,44 @@ pub fn run(
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
     std::fs::write(dir.join("config.json"), json)?;
 
-    let state = store.root().join("wharf/run");
-    std::fs::create_dir_all(&state)?;
-    let code = start_and_wait(&id, &dir, &state, options)?;
+    let outcome = start_and_wait(store, &id, &dir, options)?;
     drop(container);
     drop(snapshot);
-    Ok(RunOutcome {
-        exit: super::Exit::Code(code),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    })
+    Ok(outcome)
+}
+
+/// Runs a process described by `config` (an image's process config) with
+/// `options` directly in `rootfs`, which it may change: a build's RUN
+/// step. Same isolation as [`run`], without the overlay.
+pub fn run_in(
+    store: &Store,
+    rootfs: &Path,
+    config: &oci_spec::image::Config,
+    options: &RunOptions,
+    linux: &LinuxOptions,
+) -> Result<RunOutcome, RunError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(RunError::Unsupported(
+            "running Linux images needs root (rootless containers are not supported yet)".into(),
+        ));
+    }
+    let id = container_id();
+    let bundle = store.temp_dir("container-")?;
+    let mut linux = linux.clone();
+    if linux.hostname.is_none() {
+        linux.hostname = Some(id.clone());
+    }
+    let mut spec = spec_for(config, rootfs, options, &linux)?;
+    if let Some(root) = spec.root_mut() {
+        root.set_path(rootfs.to_path_buf());
+    }
+    if let Some(l) = spec.linux_mut() {
+        l.set_cgroups_path(Some(PathBuf::from(format!("/wharf/{id}"))));
+    }
+    let json = serde_json::to_vec(&spec)
+        .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
+    std::fs::write(bundle.path().join("config.json"), json)?;
+    start_and_wait(store, &id, bundle.path(), options)
 }
 
 /// Signals wharf passes on to the container.
@@ -478,11 +516,51 @@ const FORWARDED: [i32; 6] = [
     signal_hook::consts::SIGUSR2,
 ];
 
+/// Largest output kept with [`super::Stdio::Capture`].
+const CAPTURE_LIMIT: u64 = 64 << 20;
+
 fn start_and_wait(
+    store: &Store,
+    id: &str,
+    bundle: &Path,
+    options: &RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let state = store.root().join("wharf/run");
+    std::fs::create_dir_all(&state)?;
+    // Captured output goes to unlinked files in the store's temp area.
+    let tmp = store.temp_dir("out-")?;
+    let capture = |s: &super::Stdio| -> Result<Option<std::fs::File>, RunError> {
+        Ok(match s {
+            super::Stdio::Capture => Some(tempfile::tempfile_in(tmp.path())?),
+            _ => None,
+        })
+    };
+    let out = capture(&options.stdout)?;
+    let err = capture(&options.stderr)?;
+    let code = start_and_wait_in(id, bundle, &state, options, &out, &err)?;
+    let read = |f: Option<std::fs::File>| -> Result<Vec<u8>, RunError> {
+        let mut bytes = Vec::new();
+        if let Some(mut f) = f {
+            use std::io::Seek as _;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.take(CAPTURE_LIMIT).read_to_end(&mut bytes)?;
+        }
+        Ok(bytes)
+    };
+    Ok(RunOutcome {
+        exit: super::Exit::Code(code),
+        stdout: read(out)?,
+        stderr: read(err)?,
+    })
+}
+
+fn start_and_wait_in(
     id: &str,
     bundle: &Path,
     state: &Path,
     options: &RunOptions,
+    out: &Option<std::fs::File>,
+    err: &Option<std::fs::File>,
 ) -> Result<i32, RunError> {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
@@ -517,11 +595,19 @@ fn start_and_wait(
     if !options.stdin {
         builder = builder.with_stdin(std::fs::File::open("/dev/null")?);
     }
-    if matches!(options.stdout, super::Stdio::Null) {
-        builder = builder.with_stdout(std::fs::File::create("/dev/null")?);
+    match (&options.stdout, out) {
+        (super::Stdio::Null, _) => {
+            builder = builder.with_stdout(std::fs::File::create("/dev/null")?)
+        }
+        (_, Some(f)) => builder = builder.with_stdout(f.try_clone()?),
+        _ => {}
     }
-    if matches!(options.stderr, super::Stdio::Null) {
-        builder = builder.with_stderr(std::fs::File::create("/dev/null")?);
+    match (&options.stderr, err) {
+        (super::Stdio::Null, _) => {
+            builder = builder.with_stderr(std::fs::File::create("/dev/null")?)
+        }
+        (_, Some(f)) => builder = builder.with_stderr(f.try_clone()?),
+        _ => {}
     }
     let result = (|| {
         let mut container = builder
