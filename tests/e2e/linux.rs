@@ -245,6 +245,16 @@ fn linux_images_run_isolated_in_the_native_backend() {
         r.stdout
     );
     assert!(lines.contains(&"proc-sys-ro"), "{}", r.stdout);
+    // The default seccomp profile is on: no new namespaces, even for a
+    // process that could otherwise make a user namespace.
+    let r = env.wharf(&[
+        "run",
+        "bb",
+        "sh",
+        "-c",
+        "grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null || echo unshare-denied",
+    ]);
+    assert_eq!(r.stdout, "Seccomp:\t2\nunshare-denied\n", "{}", r.stderr);
     // Writes went to that container's own layer, now gone.
     let r = env.wharf(&["run", "bb", "ls", "/new-file"]);
     assert_ne!(r.code, 0, "a container's writes outlived it: {}", r.stdout);

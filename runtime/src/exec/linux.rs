@@ -611,6 +611,7 @@ fn start_and_wait_in(
     }
     let result = (|| {
         let mut container = builder
+            .with_executor(super::seccomp::SeccompExecutor)
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(false)

@@ -5,6 +5,7 @@
 pub mod linux;
 pub mod network;
 mod p1_sockets;
+mod seccomp;
 pub mod wasm;
 
 use std::collections::BTreeMap;
