@@ -530,32 +530,28 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `parent` (relative, possibly empty) opened through `root`, so that no
+/// symlink planted on the way leads outside it; `None` for the root.
+fn open_parent(root: &Dir, parent: &Path) -> io::Result<Option<Dir>> {
+    if parent.as_os_str().is_empty() {
+        Ok(None)
+    } else {
+        root.open_dir(parent).map(Some)
+    }
+}
+
 /// Creates the symlink `parent/name` -> `target` (any text).
 fn symlink_in(root: &Dir, parent: &Path, name: &str, target: &Path) -> io::Result<()> {
-    let dir;
-    let at = if parent.as_os_str().is_empty() {
-        root
-    } else {
-        dir = root.open_dir(parent)?;
-        &dir
-    };
-    rustix::fs::symlinkat(target, at, name)?;
+    let dir = open_parent(root, parent)?;
+    rustix::fs::symlinkat(target, dir.as_ref().unwrap_or(root), name)?;
     Ok(())
 }
 
 /// Gives `parent/name` (never followed if it is a symlink) to `owner`.
-/// `parent` is opened through `root`, so no symlink planted on the way can
-/// lead the change outside it.
 fn chown_in(root: &Dir, parent: &Path, name: &str, (uid, gid): (u32, u32)) -> io::Result<()> {
-    let dir;
-    let at = if parent.as_os_str().is_empty() {
-        root
-    } else {
-        dir = root.open_dir(parent)?;
-        &dir
-    };
+    let dir = open_parent(root, parent)?;
     rustix::fs::chownat(
-        at,
+        dir.as_ref().unwrap_or(root),
         name,
         Some(rustix::fs::Uid::from_raw(uid)),
         Some(rustix::fs::Gid::from_raw(gid)),
