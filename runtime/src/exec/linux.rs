@@ -438,11 +438,7 @@ pub fn run(
             "-p needs a bridged network, which Linux containers do not have yet: use --network host".into(),
         ));
     }
-    if !rustix::process::geteuid().is_root() {
-        return Err(RunError::Unsupported(
-            "running Linux images needs root (rootless containers are not supported yet)".into(),
-        ));
-    }
+    require_root()?;
     let snapshot = {
         let _lock = store.lock_shared()?;
         super::ensure_snapshot(store, image)?
@@ -451,21 +447,8 @@ pub fn run(
     let dir = store.root().join("wharf/containers").join(&id);
     let container = ContainerDir::create(&dir, &snapshot.rootfs())?;
 
-    let mut linux = linux.clone();
-    if linux.hostname.is_none() {
-        linux.hostname = Some(id.clone());
-    }
-    let mut spec = runtime_spec(image, &snapshot.rootfs(), options, &linux)?;
-    if let Some(root) = spec.root_mut() {
-        root.set_path(container.rootfs.clone());
-    }
-    if let Some(l) = spec.linux_mut() {
-        l.set_cgroups_path(Some(PathBuf::from(format!("/wharf/{id}"))));
-    }
-    let json = serde_json::to_vec(&spec)
-        .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
-    std::fs::write(dir.join("config.json"), json)?;
-
+    let spec = runtime_spec(image, &snapshot.rootfs(), options, &named(linux, &id))?;
+    write_config(spec, &container.rootfs, &id, &dir)?;
     let outcome = start_and_wait(store, &id, &dir, options)?;
     drop(container);
     drop(snapshot);
@@ -482,18 +465,34 @@ pub fn run_in(
     options: &RunOptions,
     linux: &LinuxOptions,
 ) -> Result<RunOutcome, RunError> {
-    if !rustix::process::geteuid().is_root() {
-        return Err(RunError::Unsupported(
-            "running Linux images needs root (rootless containers are not supported yet)".into(),
-        ));
-    }
+    require_root()?;
     let id = container_id();
     let bundle = store.temp_dir("container-")?;
-    let mut linux = linux.clone();
-    if linux.hostname.is_none() {
-        linux.hostname = Some(id.clone());
+    let spec = spec_for(config, rootfs, options, &named(linux, &id))?;
+    write_config(spec, rootfs, &id, bundle.path())?;
+    start_and_wait(store, &id, bundle.path(), options)
+}
+
+fn require_root() -> Result<(), RunError> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(RunError::Unsupported(
+            "running Linux images needs root (rootless containers are not supported yet)".into(),
+        ))
     }
-    let mut spec = spec_for(config, rootfs, options, &linux)?;
+}
+
+/// `linux` with the container id as the default host name.
+fn named(linux: &LinuxOptions, id: &str) -> LinuxOptions {
+    let mut linux = linux.clone();
+    linux.hostname.get_or_insert_with(|| id.to_owned());
+    linux
+}
+
+/// Points `spec` at `rootfs` and the container's cgroup, and writes it as
+/// `bundle/config.json` for libcontainer.
+fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Result<(), RunError> {
     if let Some(root) = spec.root_mut() {
         root.set_path(rootfs.to_path_buf());
     }
@@ -502,8 +501,8 @@ pub fn run_in(
     }
     let json = serde_json::to_vec(&spec)
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
-    std::fs::write(bundle.path().join("config.json"), json)?;
-    start_and_wait(store, &id, bundle.path(), options)
+    std::fs::write(bundle.join("config.json"), json)?;
+    Ok(())
 }
 
 /// Signals wharf passes on to the container.
