@@ -443,3 +443,67 @@ fn linux_builds_run_their_steps_in_the_native_backend() {
     .fails(125, "exit code 3");
     env.wharf(&["inspect", "bad"]).fails(125, "bad");
 }
+
+/// Host processes whose command line contains `needle`.
+fn processes_running(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn a_killed_run_is_cleaned_up_by_the_next_one() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    busybox_image(&env);
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return;
+    }
+    let marker = format!("sleep 9{}", std::process::id() % 10);
+    let mut child = env
+        .cmd(&["run", "bb", "sh", "-c", &format!("echo ready; {marker}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    // SIGKILL: wharf cannot clean up; its container lives on.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let containers = env.root.path().join("wharf/containers");
+    assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 1);
+    assert!(
+        processes_running(&marker) >= 1,
+        "the orphan should still run"
+    );
+    // The next run finds the orphan and removes it, process and all.
+    let r = env.wharf(&["run", "bb"]).ok();
+    assert_eq!(r.stdout, "hello\n");
+    assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 0);
+    // SIGKILL is delivered at once but the process takes a moment to go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_running(&marker) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(processes_running(&marker), 0, "the orphan still runs");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&containers.display().to_string()),
+        "a rootfs is still mounted"
+    );
+}

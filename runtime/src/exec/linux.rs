@@ -443,6 +443,7 @@ pub fn run(
         let _lock = store.lock_shared()?;
         super::ensure_snapshot(store, image)?
     };
+    sweep_orphans(store);
     let id = container_id();
     let dir = store.root().join("wharf/containers").join(&id);
     let container = ContainerDir::create(&dir, &snapshot.rootfs())?;
@@ -676,6 +677,65 @@ fn wait_for(pid: i32) -> Result<i32, RunError> {
     }
 }
 
+/// Cleans up after `wharf run`s that died without cleaning up (killed
+/// with SIGKILL, or the machine lost power): for each container
+/// directory whose owner process is gone, the container (if still
+/// running) is killed and deleted with its cgroup and state, its rootfs
+/// unmounted and the directory removed. A directory without an owner
+/// file is left alone for a minute, in case its run is just starting.
+fn sweep_orphans(store: &Store) {
+    let containers = store.root().join("wharf/containers");
+    let Ok(entries) = std::fs::read_dir(&containers) else {
+        return;
+    };
+    let state = store.root().join("wharf/run");
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = std::fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        let orphan = match owner {
+            Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(60)),
+        };
+        if !orphan {
+            continue;
+        }
+        tracing::info!(container = %entry.file_name().to_string_lossy(), "cleaning up after a run that died");
+        let id = entry.file_name().to_string_lossy().into_owned();
+        // Every process left in the container's cgroup (v1 controllers or
+        // v2) is killed first; the state may predate the init's pid.
+        let mut cgroups = vec![PathBuf::from(format!("/sys/fs/cgroup/wharf/{id}"))];
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            cgroups.extend(
+                controllers
+                    .flatten()
+                    .map(|c| c.path().join("wharf").join(&id)),
+            );
+        }
+        for cg in cgroups {
+            if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    send_signal(pid, signal_hook::consts::SIGKILL);
+                }
+            }
+        }
+        if let Ok(mut c) = libcontainer::container::Container::load(state.join(&id)) {
+            if let Some(pid) = c.pid() {
+                send_signal(pid.as_raw(), signal_hook::consts::SIGKILL);
+            }
+            let _ = c.delete(true);
+        }
+        let _ = rustix::mount::unmount(dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A fresh container id: 12 hex digits.
 fn container_id() -> String {
     let seed = format!(
@@ -705,6 +765,10 @@ impl ContainerDir {
                 )));
             }
         }
+        std::fs::create_dir_all(dir)?;
+        // Who runs it: a directory whose owner is gone is an orphan
+        // (`sweep_orphans`).
+        std::fs::write(dir.join("owner"), std::process::id().to_string())?;
         std::fs::create_dir_all(dir.join("upper"))?;
         std::fs::create_dir_all(dir.join("work"))?;
         std::fs::create_dir_all(dir.join("rootfs"))?;
