@@ -230,6 +230,26 @@ pub fn decompressed<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>
     })
 }
 
+/// Unpacks `layers` in order into `dest`, checking each against the
+/// config's `diff_ids` when there is exactly one per layer (wasm artifacts
+/// carry layers that are not filesystem layers).
+pub fn unpack_layers(
+    store: &Store,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+    dest: &Path,
+) -> Result<()> {
+    let checked = diff_ids.len() == layers.len();
+    for (i, layer) in layers.iter().enumerate() {
+        let diff_id = diff_ids
+            .get(i)
+            .filter(|_| checked)
+            .and_then(|d| d.parse::<Digest>().ok());
+        unpack_layer(store, layer, diff_id.as_ref(), dest)?;
+    }
+    Ok(())
+}
+
 /// Unpacks the layer `layer` from the store into the directory `dest`
 /// (applying whiteouts against what earlier layers put there). `diff_id`,
 /// when given, is checked against the uncompressed stream.

@@ -26,7 +26,7 @@ use crate::image::{
     canonical_json, is_component, is_wasm_platform, oci_digest, WASM_CONFIG, WASM_LAYER,
     WASM_VARIANT_ANNOTATION,
 };
-use crate::layer::{diff_trees, scan_tree, unpack_layer, write_layer, EntryKind, LayerEntry};
+use crate::layer::{diff_trees, scan_tree, unpack_layers, write_layer, EntryKind, LayerEntry};
 use crate::reference::Reference;
 use crate::store::Store;
 use context::{SelectedKind, Source};
@@ -783,11 +783,12 @@ impl Builder<'_> {
     /// Unpacks `state`'s layers into a fresh directory.
     fn materialize(&self, state: &State) -> Result<tempfile::TempDir> {
         let dir = self.store.temp_dir("build-")?;
-        let diff_ids = state.config.rootfs().diff_ids();
-        for (i, l) in state.layers.iter().enumerate() {
-            let d = diff_ids.get(i).and_then(|d| d.parse::<Digest>().ok());
-            unpack_layer(self.store, l, d.as_ref(), dir.path())?;
-        }
+        unpack_layers(
+            self.store,
+            &state.layers,
+            state.config.rootfs().diff_ids(),
+            dir.path(),
+        )?;
         Ok(dir)
     }
 

@@ -98,16 +98,13 @@ pub fn runtime_spec(
     if linux.hostname.is_none() {
         linux.hostname = Some(image.config_digest.hex()[..12].to_owned());
     }
-    spec_for(&image.process(), rootfs, options, &linux).map_err(|e| match e {
-        RunError::Unsupported(m) if m.starts_with("no ENTRYPOINT") => {
-            RunError::Unsupported(format!("image {}: {m}", image.config_digest))
-        }
-        e => e,
-    })
+    let what = format!("image {}", image.config_digest);
+    spec_for(&what, &image.process(), rootfs, options, &linux)
 }
 
 /// [`runtime_spec`] from an image's process config.
 fn spec_for(
+    what: &str,
     config: &oci_spec::image::Config,
     rootfs: &Path,
     options: &RunOptions,
@@ -118,7 +115,11 @@ fn spec_for(
         config.cmd().as_deref().unwrap_or(&[]),
         options,
     )
-    .ok_or_else(|| RunError::Unsupported("no ENTRYPOINT or CMD and no command was given".into()))?;
+    .ok_or_else(|| {
+        RunError::Unsupported(format!(
+            "{what} has no ENTRYPOINT or CMD and no command was given"
+        ))
+    })?;
     let hostname = linux.hostname.clone().unwrap_or_else(|| "wharf".into());
 
     let mut env: Vec<String> = config.env().clone().unwrap_or_default();
@@ -402,11 +403,12 @@ fn fill_bundle(
 ) -> Result<(), RunError> {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs)?;
-    let diff_ids = image.config.rootfs().diff_ids();
-    for (i, layer) in image.fs_layers.iter().enumerate() {
-        let diff_id = diff_ids.get(i).and_then(|d| d.parse::<Digest>().ok());
-        crate::layer::unpack_layer(store, layer, diff_id.as_ref(), &rootfs)?;
-    }
+    crate::layer::unpack_layers(
+        store,
+        &image.fs_layers,
+        image.config.rootfs().diff_ids(),
+        &rootfs,
+    )?;
     let spec = runtime_spec(image, &rootfs, options, linux)?;
     let json = serde_json::to_vec_pretty(&spec)
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
@@ -469,7 +471,7 @@ pub fn run_in(
     require_root()?;
     let id = container_id();
     let bundle = store.temp_dir("container-")?;
-    let spec = spec_for(config, rootfs, options, &named(linux, &id))?;
+    let spec = spec_for("the process", config, rootfs, options, &named(linux, &id))?;
     write_config(spec, rootfs, &id, bundle.path())?;
     start_and_wait(store, &id, bundle.path(), options)
 }
@@ -527,11 +529,19 @@ fn start_and_wait(
 ) -> Result<RunOutcome, RunError> {
     let state = store.root().join("wharf/run");
     std::fs::create_dir_all(&state)?;
-    // Captured output goes to unlinked files in the store's temp area.
-    let tmp = store.temp_dir("out-")?;
+    // Captured output goes to unlinked files in the store's temp area
+    // (made only when something is captured).
+    let capturing = [&options.stdout, &options.stderr]
+        .iter()
+        .any(|s| matches!(s, super::Stdio::Capture));
+    let tmp = if capturing {
+        Some(store.temp_dir("out-")?)
+    } else {
+        None
+    };
     let capture = |s: &super::Stdio| -> Result<Option<std::fs::File>, RunError> {
-        Ok(match s {
-            super::Stdio::Capture => Some(tempfile::tempfile_in(tmp.path())?),
+        Ok(match (s, &tmp) {
+            (super::Stdio::Capture, Some(dir)) => Some(tempfile::tempfile_in(dir.path())?),
             _ => None,
         })
     };

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::image::{Image, ModuleSource};
-use crate::layer::unpack_layer;
+use crate::layer::unpack_layers;
 use crate::store::Store;
 
 pub use network::{NetRule, NetworkError, NetworkPolicy, PortMap};
@@ -291,17 +291,12 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
         let tmp = store.temp_dir("snapshot-")?;
         let rootfs = tmp.path().join("rootfs");
         fs_err::create_dir(&rootfs)?;
-        let diff_ids: Vec<Option<Digest>> = {
-            let ids = image.config.rootfs().diff_ids();
-            if ids.len() == image.fs_layers.len() {
-                ids.iter().map(|d| d.parse().ok()).collect()
-            } else {
-                vec![None; image.fs_layers.len()]
-            }
-        };
-        for (layer, diff) in image.fs_layers.iter().zip(&diff_ids) {
-            unpack_layer(store, layer, diff.as_ref(), &rootfs)?;
-        }
+        unpack_layers(
+            store,
+            &image.fs_layers,
+            image.config.rootfs().diff_ids(),
+            &rootfs,
+        )?;
         if let ModuleSource::Layer(l) = &image.module {
             fs_err::write(tmp.path().join("module-digest"), l.digest().to_string())?;
         } else if let Some(entry) = default_argv(image).first().filter(|_| image.is_wasm()) {
