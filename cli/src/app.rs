@@ -98,6 +98,32 @@ enum Command {
     Serve(commands::serve::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for a Linux image.
     Bundle(commands::bundle::Args),
+    /// Create a container without starting it.
+    Create(commands::container::CreateArgs),
+    /// Start containers.
+    Start(commands::container::StartArgs),
+    /// Stop containers: the stop signal, then SIGKILL after a timeout.
+    Stop(commands::container::StopArgs),
+    /// Send a signal to containers.
+    Kill(commands::container::KillArgs),
+    /// Stop and start containers again.
+    Restart(commands::container::StopArgs),
+    /// Remove containers.
+    Rm(commands::container::RmArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(commands::container::Many),
+    /// List containers.
+    Ps(commands::container::PsArgs),
+    /// Show a container's output.
+    Logs(commands::container::LogsArgs),
+    /// Serve the Docker Engine API on a Unix socket.
+    Daemon(commands::daemon::Args),
+    /// The process that owns a running container (started by wharf).
+    #[command(hide = true)]
+    ContainerMonitor {
+        /// The container id.
+        id: String,
+    },
 }
 
 /// The command line as the full executable reads it: `run` with the
@@ -133,6 +159,17 @@ pub fn main_full() -> ExitCode {
         Command::Logout(a) => commands::share::logout(a),
         Command::Serve(a) => commands::serve::run(&store, a),
         Command::Bundle(a) => commands::bundle::run(&store, a),
+        Command::Create(a) => commands::container::create(&store, a),
+        Command::Start(a) => commands::container::start(&store, a),
+        Command::Stop(a) => commands::container::stop(&store, a),
+        Command::Kill(a) => commands::container::kill(&store, a),
+        Command::Restart(a) => commands::container::restart(&store, a),
+        Command::Rm(a) => commands::container::rm(&store, a),
+        Command::Wait(a) => commands::container::wait(&store, a),
+        Command::Ps(a) => commands::container::ps(&store, a),
+        Command::Logs(a) => commands::container::logs(&store, a),
+        Command::Daemon(a) => commands::daemon::run(&store, a),
+        Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),
     }))
 }
 
@@ -151,6 +188,9 @@ pub fn main_run_first() -> ExitCode {
     }
     let cli = RunCli::parse_from(args);
     let RunOnly::Run(a) = cli.command;
+    if a.wants_container() {
+        return finish(hand_over());
+    }
     start(&cli.globals);
     finish(open_store(&cli.globals).and_then(|store| {
         commands::run::run_with(&store, a, &|_, _, _, _| hand_over(), &|_, _, _| {

@@ -27,13 +27,15 @@
 //! The modules follow the nouns of the Docker workflow: [`reference`] and
 //! [`digest`] name things, [`store`] keeps them, [`image`] reads them,
 //! [`layer`] packs and unpacks filesystems, [`build`] turns Dockerfiles into
-//! images, [`exec`] runs them, [`archive`] moves them in and out as tar files, and
+//! images, [`exec`] runs them, [`container`] keeps them running, [`archive`] moves them in and out as tar files, and
 //! [`registry`] shares them through OCI registries.
 
 #![deny(missing_docs)]
 
 pub mod archive;
 pub mod build;
+pub mod container;
+pub mod daemon;
 pub mod digest;
 pub mod exec;
 pub mod image;
@@ -74,6 +76,12 @@ pub enum Error {
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// Managing a container failed.
+    #[error(transparent)]
+    Container(#[from] container::ContainerError),
+    /// The API daemon failed.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
 }
 
 impl Error {
@@ -82,6 +90,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Run(e) => e.exit_code(),
+            Error::Container(container::ContainerError::Run(e)) => e.exit_code(),
             _ => exec::EXIT_WHARF_ERROR,
         }
     }

@@ -259,7 +259,7 @@ fn linux_images_run_isolated_in_the_native_backend() {
     let r = env.wharf(&["run", "bb", "ls", "/new-file"]);
     assert_ne!(r.code, 0, "a container's writes outlived it: {}", r.stdout);
     // No container directory or overlay mount is left behind.
-    let containers = env.root.path().join("wharf/containers");
+    let containers = env.root.path().join("wharf/overlays");
     let left = std::fs::read_dir(&containers)
         .map(|d| d.count())
         .unwrap_or(0);
@@ -485,7 +485,7 @@ fn a_killed_run_is_cleaned_up_by_the_next_one() {
     // SIGKILL: wharf cannot clean up; its container lives on.
     child.kill().unwrap();
     child.wait().unwrap();
-    let containers = env.root.path().join("wharf/containers");
+    let containers = env.root.path().join("wharf/overlays");
     assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 1);
     assert!(
         processes_running(&marker) >= 1,

@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod bundle;
+pub mod container;
+pub mod daemon;
 pub mod images;
 pub mod inspect;
 pub mod load;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use wharf::container::{Container, ContainerConfig, Containers};
 use wharf::exec::linux::LinuxOptions;
 use wharf::exec::{self, Mount, RunOptions};
 use wharf::image::Image;
@@ -79,12 +80,18 @@ impl GuestArgs {
     }
 }
 
-/// Arguments of `wharf run`.
+/// Arguments of `wharf run` (and of `wharf create`).
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     guest: GuestArgs,
-    /// Remove the container afterwards (wasm runs leave nothing behind; accepted for Docker compatibility).
+    #[command(flatten)]
+    managed: super::container::ManagedArgs,
+    /// Run the container in the background and print its id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Remove the container when it exits (a run without -d, --name or
+    /// --restart leaves no container behind anyway).
     #[arg(long)]
     rm: bool,
     /// Working directory inside the guest.
@@ -170,10 +177,96 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     })
 }
 
+impl Args {
+    /// The run makes a container that outlives it (`-d`, `--name`,
+    /// `--restart`, `--label`): one a monitor process owns.
+    pub fn wants_container(&self) -> bool {
+        self.detach || self.managed.wanted()
+    }
+
+    /// The configuration of a container made from these arguments.
+    fn container_config(&self) -> anyhow::Result<ContainerConfig> {
+        let (image, args) = self
+            .command
+            .split_first()
+            .expect("clap requires at least IMAGE");
+        if self.interactive {
+            anyhow::bail!(
+                "-i is not supported for containers run with -d, --name or --restart yet"
+            );
+        }
+        self.guest.mounts()?;
+        let mut config = ContainerConfig {
+            image: image.clone(),
+            cmd: (!args.is_empty()).then(|| args.to_vec()),
+            entrypoint: self.entrypoint.clone(),
+            env: self
+                .guest
+                .env()?
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            mounts: self.guest.volumes.clone(),
+            workdir: self.workdir.clone(),
+            memory: super::parse_opt(self.memory.as_deref(), exec::parse_bytes)?,
+            timeout_ms: super::parse_opt(self.timeout.as_deref(), exec::parse_duration)?
+                .map(|d| d.as_millis() as u64),
+            fuel: self.fuel,
+            publish: self.publish.clone(),
+            network: self.guest.network.clone(),
+            allow_net: self.guest.allow_net.clone(),
+            hostname: self.hostname.clone(),
+            user: self.user.clone(),
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            auto_remove: self.rm,
+            ..ContainerConfig::default()
+        };
+        self.managed.apply(&mut config)?;
+        Ok(config)
+    }
+}
+
+/// Makes the container `a` describes, pulling its image first if needed.
+pub fn create(store: &Store, cs: &Containers, a: Args) -> anyhow::Result<Container> {
+    let config = a.container_config()?;
+    if store.lookup(&config.image).is_err() && a.pull != "never" && is_pullable(&config.image) {
+        share::pull_with(
+            store,
+            &config.image,
+            &PullOptions {
+                platform: a.platform.clone(),
+                ..PullOptions::default()
+            },
+            &share::Display::new(false, "pulled"),
+        )
+        .map_err(|e| anyhow::anyhow!("no such image: {} ({e})", config.image))?;
+    }
+    super::lib(cs.create(a.managed.name.as_deref(), a.platform.as_deref(), config))
+}
+
+/// `wharf run` of a container that outlives the command: created and
+/// started in a monitor process; with `-d` its id is printed, otherwise
+/// its output is followed until it exits.
+fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
+    let cs = super::container::containers(store)?;
+    let detach = a.detach;
+    let c = create(store, &cs, a)?;
+    let mut reader = wharf::container::logs::LogReader::open(&cs.log_path(&c.id), false)?;
+    super::lib(cs.start(&c.id))?;
+    if detach {
+        super::say(&c.id)?;
+        return Ok(0);
+    }
+    super::container::attached(&cs, &c.id, &mut reader)
+}
+
 /// `wharf run`, getting a missing image with `pull` and running a Linux
 /// image with `linux`.
 pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> anyhow::Result<i32> {
-    let _ = a.rm;
+    if a.wants_container() {
+        return run_container(store, a);
+    }
     let (image, args) = a
         .command
         .split_first()
@@ -226,6 +319,7 @@ pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> any
                     host_network: a.guest.network.as_deref() == Some("host"),
                     cpus: a.cpus,
                     pids_limit: a.pids_limit,
+                    ..LinuxOptions::default()
                 };
                 return linux(store, &loaded, &options, &linux_options);
             }

@@ -27,7 +27,7 @@ fn usage() -> ! {
            cat PATH | write PATH TEXT | append PATH TEXT | truncate PATH\n  \
            rm PATH | mkdir PATH | rename FROM TO | hardlink FROM TO\n  \
            symlink TARGET LINK | ls PATH | exists PATH | env | args ...\n  \
-           pwd | exit N | stdin | wait-cat PATH | stderr TEXT | alloc MB | spin | trap"
+           pwd | exit N | stdin | wait-cat PATH | tick N MS | stderr TEXT | alloc MB | spin | trap"
     );
     process::exit(2);
 }
@@ -272,6 +272,21 @@ fn main() {
             if let Err(err) = cat(path) {
                 fail(err);
             }
+        }
+        "tick" => {
+            // Prints `tick I` N times (0: for ever), sleeping MS between:
+            // a long-running container for lifecycle tests.
+            let [n, ms] = take(rest);
+            let n: u64 = n.parse().unwrap_or_else(|_| usage());
+            let ms: u64 = ms.parse().unwrap_or_else(|_| usage());
+            let mut i = 0;
+            while n == 0 || i < n {
+                i += 1;
+                println!("tick {i}");
+                let _ = io::stdout().flush();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            finish(0)
         }
         "stderr" => {
             let [text] = take(rest);

@@ -82,6 +82,9 @@ pub struct LinuxOptions {
     pub cpus: Option<f64>,
     /// `--pids-limit`: most processes at once.
     pub pids_limit: Option<i64>,
+    /// The container id (12 hex digits) naming its cgroup, state and
+    /// default host name; a fresh one when not given.
+    pub id: Option<String>,
 }
 
 /// The OCI runtime spec for running `image` with `options`. `rootfs` is
@@ -446,8 +449,16 @@ pub fn run(
         super::ensure_snapshot(store, image)?
     };
     sweep_orphans(store);
-    let id = container_id();
-    let dir = store.root().join("wharf/containers").join(&id);
+    let id = match &linux.id {
+        Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.clone(),
+        Some(id) => {
+            return Err(RunError::Unsupported(format!(
+                "container id {id:?} is not 12 hex digits"
+            )))
+        }
+        None => container_id(),
+    };
+    let dir = overlays_dir(store).join(&id);
     let container = ContainerDir::create(&dir, &snapshot.rootfs())?;
 
     let spec = runtime_spec(image, &snapshot.rootfs(), options, &named(linux, &id))?;
@@ -509,7 +520,7 @@ fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Resul
 }
 
 /// Signals wharf passes on to the container.
-const FORWARDED: [i32; 6] = [
+pub const FORWARDED: [i32; 6] = [
     signal_hook::consts::SIGINT,
     signal_hook::consts::SIGTERM,
     signal_hook::consts::SIGHUP,
@@ -694,8 +705,7 @@ fn wait_for(pid: i32) -> Result<i32, RunError> {
 /// unmounted and the directory removed. A directory without an owner
 /// file is left alone for a minute, in case its run is just starting.
 fn sweep_orphans(store: &Store) {
-    let containers = store.root().join("wharf/containers");
-    let Ok(entries) = std::fs::read_dir(&containers) else {
+    let Ok(entries) = std::fs::read_dir(overlays_dir(store)) else {
         return;
     };
     let state = store.root().join("wharf/run");
@@ -718,23 +728,9 @@ fn sweep_orphans(store: &Store) {
         }
         tracing::info!(container = %entry.file_name().to_string_lossy(), "cleaning up after a run that died");
         let id = entry.file_name().to_string_lossy().into_owned();
-        // Every process left in the container's cgroup (v1 controllers or
-        // v2) is killed first; the state may predate the init's pid.
-        let mut cgroups = vec![PathBuf::from(format!("/sys/fs/cgroup/wharf/{id}"))];
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            cgroups.extend(
-                controllers
-                    .flatten()
-                    .map(|c| c.path().join("wharf").join(&id)),
-            );
-        }
-        for cg in cgroups {
-            if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    send_signal(pid, signal_hook::consts::SIGKILL);
-                }
-            }
-        }
+        // Every process left in the container's cgroup is killed first;
+        // the state may predate the init's pid.
+        signal_cgroup(&id, signal_hook::consts::SIGKILL);
         if let Ok(mut c) = libcontainer::container::Container::load(state.join(&id)) {
             if let Some(pid) = c.pid() {
                 send_signal(pid.as_raw(), signal_hook::consts::SIGKILL);
@@ -744,6 +740,35 @@ fn sweep_orphans(store: &Store) {
         let _ = rustix::mount::unmount(dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Where containers' overlay roots live: `wharf/overlays/<id>/`.
+fn overlays_dir(store: &Store) -> PathBuf {
+    store.root().join("wharf/overlays")
+}
+
+/// Sends `signal` to every process in the cgroup of container `id` (its
+/// v1 controllers and v2), as `kill` does to a Linux container. Returns
+/// how many processes were signalled.
+pub fn signal_cgroup(id: &str, signal: i32) -> usize {
+    let mut cgroups = vec![PathBuf::from(format!("/sys/fs/cgroup/wharf/{id}"))];
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        cgroups.extend(
+            controllers
+                .flatten()
+                .map(|c| c.path().join("wharf").join(id)),
+        );
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for cg in cgroups {
+        if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    for pid in &pids {
+        send_signal(*pid, signal);
+    }
+    pids.len()
 }
 
 /// A fresh container id: 12 hex digits.

@@ -198,6 +198,57 @@ pub struct RunOptions {
     pub stderr: Stdio,
     /// Network access (none by default).
     pub network: NetworkPolicy,
+    /// Lets another thread stop a wasm guest (a container's monitor on
+    /// `stop` or `kill`).
+    pub interrupt: Option<Interrupt>,
+}
+
+/// A handle that stops a running wasm guest from another thread: the guest
+/// traps at its next epoch check and the run ends with [`Exit::Signal`].
+/// Signalling before the run starts stops it as soon as it starts.
+#[derive(Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::Mutex<InterruptState>>);
+
+#[derive(Default)]
+struct InterruptState {
+    signal: Option<i32>,
+    engine: Option<wasmtime::Engine>,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Interrupt").field(&self.requested()).finish()
+    }
+}
+
+impl Interrupt {
+    /// A handle not yet signalled.
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Stops the guest on behalf of signal `signal` (the first one wins).
+    pub fn signal(&self, signal: i32) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.signal.get_or_insert(signal);
+        if let Some(e) = &s.engine {
+            e.increment_epoch();
+        }
+    }
+
+    /// The signal that stopped (or is stopping) the guest, if any.
+    pub fn requested(&self) -> Option<i32> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).signal
+    }
+
+    /// Connects the handle to the engine running the guest.
+    pub(crate) fn attach(&self, engine: &wasmtime::Engine) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if s.signal.is_some() {
+            engine.increment_epoch();
+        }
+        s.engine = Some(engine.clone());
+    }
 }
 
 /// How a guest ended.
@@ -213,6 +264,8 @@ pub enum Exit {
     OutOfFuel(u64),
     /// It tried to grow memory or a table past the limit.
     MemoryLimit(u64),
+    /// It was stopped through an [`Interrupt`] on behalf of this signal.
+    Signal(i32),
 }
 
 impl Exit {
@@ -224,6 +277,7 @@ impl Exit {
             Exit::Timeout(_) => EXIT_TIMEOUT,
             Exit::OutOfFuel(_) => EXIT_OUT_OF_FUEL,
             Exit::MemoryLimit(_) => EXIT_MEMORY_LIMIT,
+            Exit::Signal(s) => 128 + s,
         }
     }
 
@@ -240,6 +294,7 @@ impl Exit {
             Exit::MemoryLimit(m) => {
                 Some(format!("guest stopped: memory limit of {m} bytes exceeded"))
             }
+            Exit::Signal(s) => Some(format!("guest stopped by signal {s}")),
         }
     }
 }

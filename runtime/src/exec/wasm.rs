@@ -240,6 +240,9 @@ impl WasmExecutor {
         options: &RunOptions,
     ) -> Result<RunOutcome, RunError> {
         let engine = engine(options.fuel.is_some())?;
+        if let Some(i) = &options.interrupt {
+            i.attach(&engine);
+        }
         let what = argv
             .first()
             .cloned()
@@ -528,7 +531,12 @@ fn classify(r: wasmtime::Result<i32>, limit_hit: bool, options: &RunOptions) -> 
                 return Exit::MemoryLimit(options.memory.unwrap_or(0));
             }
             match e.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => Exit::Timeout(options.timeout.unwrap_or_default()),
+                Some(Trap::Interrupt) => {
+                    match options.interrupt.as_ref().and_then(|i| i.requested()) {
+                        Some(sig) => Exit::Signal(sig),
+                        None => Exit::Timeout(options.timeout.unwrap_or_default()),
+                    }
+                }
                 Some(Trap::OutOfFuel) => Exit::OutOfFuel(options.fuel.unwrap_or(0)),
                 Some(t) => Exit::Trap(t.to_string()),
                 None => Exit::Trap(error_line(&e)),

@@ -36,6 +36,9 @@ pub struct Transport {
     pub config_dir: PathBuf,
     /// Docker's configuration directory (`config.json`).
     pub docker_config_dir: PathBuf,
+    /// Credentials to use instead of those saved for the registry (the
+    /// daemon's `X-Registry-Auth`).
+    pub credentials: Option<auth::Credentials>,
 }
 
 impl Default for Transport {
@@ -44,6 +47,7 @@ impl Default for Transport {
             tls_verify: true,
             config_dir: auth::config_dir(),
             docker_config_dir: auth::docker_config_dir(),
+            credentials: None,
         }
     }
 }

@@ -198,6 +198,9 @@ pub(crate) fn credentials_for(
     registry: &str,
     transport: &Transport,
 ) -> Result<Option<Credentials>, RegistryError> {
+    if let Some(c) = &transport.credentials {
+        return Ok(Some(c.clone()));
+    }
     auth::lookup(
         &transport.config_dir,
         &transport.docker_config_dir,

@@ -40,6 +40,26 @@ impl StoreLock {
         Self::take(path, FlockOperation::LockExclusive)
     }
 
+    /// Takes an exclusive lock if no one holds the file locked; `None`
+    /// when someone does. Does not wait.
+    pub fn try_exclusive(path: &Path) -> io::Result<Option<StoreLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Some(StoreLock { _file: file })),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(io::Error::other(format!("lock {}: {e}", path.display()))),
+            }
+        }
+    }
+
     /// Takes a shared lock on an existing directory (a snapshot in use).
     pub fn shared_dir(dir: &Path) -> io::Result<StoreLock> {
         let file = File::open(dir)

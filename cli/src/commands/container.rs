@@ -1,0 +1,353 @@
+//! Container lifecycle commands: `create`, `start`, `stop`, `kill`,
+//! `restart`, `rm`, `wait`, `ps`, `logs`, and the hidden
+//! `container-monitor` that owns a running container.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use wharf::container::{self, docker, logs, ContainerConfig, Containers, MonitorCommand};
+use wharf::store::Store;
+
+use super::{lib, say};
+
+/// The containers of `store`, started with this executable's monitor.
+pub fn containers(store: &Store) -> anyhow::Result<Containers> {
+    let exe = std::env::current_exe()?;
+    let monitor = MonitorCommand {
+        program: exe.with_file_name("wharf-full"),
+        args: vec![
+            "--root".into(),
+            store.root().as_os_str().to_owned(),
+            "container-monitor".into(),
+        ],
+    };
+    Ok(lib(Containers::open(store))?.with_monitor(monitor))
+}
+
+/// Options of a container beyond those of a plain run (`create` and
+/// `run`).
+#[derive(clap::Args, Default)]
+pub struct ManagedArgs {
+    /// Name of the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Restart policy: no, on-failure[:N], always or unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Set a label (KEY=VALUE).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Signal that `stop` sends first (default SIGTERM).
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u64>,
+}
+
+impl ManagedArgs {
+    /// Asks for a container that outlives the command.
+    pub fn wanted(&self) -> bool {
+        self.name.is_some() || self.restart.is_some() || !self.labels.is_empty()
+    }
+
+    /// Fills the container-only parts of `config`.
+    pub fn apply(&self, config: &mut ContainerConfig) -> anyhow::Result<()> {
+        if let Some(r) = &self.restart {
+            config.restart = lib(r.parse())?;
+        }
+        for l in &self.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            config.labels.insert(k.to_owned(), v.to_owned());
+        }
+        config.stop_signal = self.stop_signal.clone();
+        config.stop_timeout = self.stop_timeout;
+        Ok(())
+    }
+}
+
+/// Arguments of `wharf create`: those of `wharf run` but `-d`.
+pub type CreateArgs = super::run::Args;
+
+/// `wharf create`: prints the new container's id.
+pub fn create(store: &Store, a: CreateArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let c = super::run::create(store, &cs, a)?;
+    say(&c.id)?;
+    Ok(0)
+}
+
+/// Containers named on the command line.
+#[derive(clap::Args)]
+pub struct Many {
+    /// Container names or ids.
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+/// Runs `each` on every named container, printing the name as Docker does;
+/// the first failure is reported after trying them all.
+fn for_each(
+    names: &[String],
+    mut each: impl FnMut(&str) -> Result<(), wharf::container::ContainerError>,
+) -> anyhow::Result<i32> {
+    let mut failed = false;
+    for n in names {
+        match each(n) {
+            Ok(()) => say(n)?,
+            Err(e) => {
+                eprintln!("wharf: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Arguments of `wharf start`.
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Follow the container's output until it exits, and exit with its code.
+    #[arg(short = 'a', long)]
+    attach: bool,
+    #[command(flatten)]
+    names: Many,
+}
+
+/// `wharf start`.
+pub fn start(store: &Store, a: StartArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    if a.attach {
+        let [one] = a.names.containers.as_slice() else {
+            anyhow::bail!("start -a takes one container");
+        };
+        let id = lib(cs.resolve(one))?;
+        let mut reader = logs::LogReader::open(&cs.log_path(&id), true)?;
+        lib(cs.start(&id))?;
+        return attached(&cs, &id, &mut reader);
+    }
+    for_each(&a.names.containers, |n| cs.start(n))
+}
+
+/// Copies the container's output to ours until it exits; its exit code.
+pub fn attached(cs: &Containers, id: &str, reader: &mut logs::LogReader) -> anyhow::Result<i32> {
+    lib(cs.follow(id, reader, true, &mut |e| {
+        if e.stream == "stderr" {
+            std::io::stderr().write_all(e.log.as_bytes())
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(e.log.as_bytes())?;
+            out.flush()
+        }
+    }))?;
+    Ok(lib(cs.wait(id, container::WaitCondition::NotRunning))?)
+}
+
+/// Arguments of `wharf stop` and `wharf restart`.
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the stop signal to work before SIGKILL.
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
+    #[command(flatten)]
+    names: Many,
+}
+
+/// `wharf stop`.
+pub fn stop(store: &Store, a: StopArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let t = a.time.map(Duration::from_secs);
+    for_each(&a.names.containers, |n| cs.stop(n, t).map(drop))
+}
+
+/// `wharf restart`.
+pub fn restart(store: &Store, a: StopArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let t = a.time.map(Duration::from_secs);
+    for_each(&a.names.containers, |n| cs.restart(n, t))
+}
+
+/// Arguments of `wharf kill`.
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// Signal to send (name or number).
+    #[arg(short = 's', long = "signal", default_value = "KILL")]
+    signal: String,
+    #[command(flatten)]
+    names: Many,
+}
+
+/// `wharf kill`.
+pub fn kill(store: &Store, a: KillArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let sig = lib(container::parse_signal(&a.signal))?;
+    for_each(&a.names.containers, |n| cs.kill(n, sig))
+}
+
+/// Arguments of `wharf rm`.
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short = 'f', long)]
+    force: bool,
+    #[command(flatten)]
+    names: Many,
+}
+
+/// `wharf rm`.
+pub fn rm(store: &Store, a: RmArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    for_each(&a.names.containers, |n| cs.remove(n, a.force))
+}
+
+/// `wharf wait`: prints each container's exit code.
+pub fn wait(store: &Store, a: Many) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let mut code = 0;
+    for n in &a.containers {
+        match cs.wait(n, container::WaitCondition::NotRunning) {
+            Ok(c) => say(c)?,
+            Err(e) => {
+                eprintln!("wharf: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Arguments of `wharf ps`.
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Show every container (default: running ones).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Only ids.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// `json`: one JSON object per container.
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// `wharf ps`.
+pub fn ps(store: &Store, a: PsArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let list: Vec<_> = lib(cs.list())?
+        .into_iter()
+        .filter(|c| a.all || c.state.is_running())
+        .collect();
+    if a.quiet {
+        for c in &list {
+            say(container::short_id(&c.id))?;
+        }
+        return Ok(0);
+    }
+    match a.format.as_deref() {
+        Some("json") => {
+            for c in &list {
+                say(docker::summary(c))?;
+            }
+            return Ok(0);
+        }
+        Some(other) => anyhow::bail!("unknown --format {other:?}: use json"),
+        None => {}
+    }
+    say(format!(
+        "{:<14}{:<22}{:<22}{:<17}{:<32}{}",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"
+    ))?;
+    for c in &list {
+        let s = docker::summary(c);
+        let mut cmd = format!("\"{}\"", s["Command"].as_str().unwrap_or(""));
+        if cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(18).collect::<String>() + "…\"";
+        }
+        let created = format!(
+            "{} ago",
+            docker::human_duration(container::now_ns().saturating_sub(c.created))
+        );
+        say(format!(
+            "{:<14}{:<22}{:<22}{:<17}{:<32}{}",
+            container::short_id(&c.id),
+            format!("{} ", c.config.image),
+            cmd,
+            created,
+            docker::status_line(c),
+            c.name
+        ))?;
+    }
+    Ok(0)
+}
+
+/// Arguments of `wharf logs`.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Keep following the output while the container runs.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only the last N lines ("all" for every line).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Prefix each line with its time.
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    /// Container name or id.
+    container: String,
+}
+
+/// `wharf logs`.
+pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let id = lib(cs.resolve(&a.container))?;
+    let tail = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?,
+        ),
+    };
+    let path = cs.log_path(&id);
+    let mut reader = logs::LogReader::open(&path, false)?;
+    let mut first = reader.read_new()?;
+    if let Some(n) = tail {
+        first.drain(..first.len().saturating_sub(n));
+    }
+    let mut emit = |e: &logs::Entry| -> std::io::Result<()> {
+        let line = if a.timestamps {
+            format!("{} {}", e.time, e.log)
+        } else {
+            e.log.clone()
+        };
+        if e.stream == "stderr" {
+            std::io::stderr().write_all(line.as_bytes())
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(line.as_bytes())?;
+            out.flush()
+        }
+    };
+    for e in &first {
+        emit(e)?;
+    }
+    if a.follow {
+        lib(cs.follow(&id, &mut reader, false, &mut emit))?;
+    }
+    Ok(0)
+}
+
+/// `wharf container-monitor ID` (hidden): the process that owns a
+/// running container; started by `start`.
+pub fn monitor(store: &Store, id: &str) -> anyhow::Result<i32> {
+    lib(container::run_monitor(store, id))
+}
+
+/// `wharf inspect` of a container, if `what` names one.
+pub fn inspect(store: &Store, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let cs = containers(store)?;
+    match cs.get(what) {
+        Ok(c) => Ok(Some(docker::inspect(&cs, &c))),
+        Err(container::ContainerError::NotFound(_)) => Ok(None),
+        Err(e) => lib(Err(e)),
+    }
+}

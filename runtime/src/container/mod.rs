@@ -1,0 +1,1159 @@
+//! Containers that outlive the command that started them: `create`,
+//! `start`, `stop`, `kill`, `rm`, `wait`, `logs`, and the per-container
+//! monitor process that owns a running container (spec/lifecycle.md).
+//!
+//! Everything about a container lives in `ROOT/wharf/containers/<id>/`:
+//! its configuration (`config.json`, written once), its state
+//! (`state.json`, replaced atomically), its log (`log.json`, JSON lines as
+//! Docker's json-file driver writes them) and two locks. A container runs
+//! inside a monitor process ([`run_monitor`]) started by [`Containers::start`]
+//! from whichever program the host names ([`MonitorCommand`]); the monitor
+//! holds `monitor.lock` for its whole life and `run.lock` while the
+//! container's process runs, so any process can tell, without trusting a
+//! pid, whether a container still runs.
+
+pub mod docker;
+pub mod logs;
+mod monitor;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreLock};
+
+pub use monitor::run_monitor;
+
+/// Errors of container management.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container has this id, id prefix or name.
+    #[error("no such container: {0}")]
+    NotFound(String),
+    /// An id prefix matches several containers.
+    #[error("container id prefix {0} is ambiguous: give more digits")]
+    Ambiguous(String),
+    /// The name is taken.
+    #[error("the container name {name:?} is already in use by container {id}: remove or rename that container")]
+    NameInUse {
+        /// The name asked for.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+    /// A name Docker would not accept.
+    #[error("invalid container name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    InvalidName(String),
+    /// The container must be running for this.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The container must be stopped for this.
+    #[error("container {0} is running: stop it first, or remove it with force")]
+    Running(String),
+    /// The container is already running.
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    /// A bad option value in the container's configuration.
+    #[error("{0}")]
+    Invalid(String),
+    /// The monitor process could not be started or failed.
+    #[error("container {id}: {message}")]
+    Start {
+        /// The container.
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// No program to start monitors with was given.
+    #[error("this host cannot start containers: it named no monitor program")]
+    NoMonitor,
+    /// The image could not be read.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A run option was invalid.
+    #[error(transparent)]
+    Run(#[from] crate::exec::RunError),
+    /// A container file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+/// A restart policy (`--restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max` times (0: no limit).
+    OnFailure {
+        /// Most restarts (0: unlimited).
+        max: u32,
+    },
+    /// Restart after every exit, unless stopped by hand.
+    Always,
+    /// As `Always`; differs only in what a daemon start does.
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = ContainerError;
+    fn from_str(s: &str) -> Result<RestartPolicy> {
+        let bad = || {
+            ContainerError::Invalid(format!(
+                "invalid restart policy {s:?}: use no, on-failure[:N], always or unless-stopped"
+            ))
+        };
+        Ok(match s.split_once(':') {
+            None | Some((_, "")) => match s.trim_end_matches(':') {
+                "" | "no" => RestartPolicy::No,
+                "on-failure" => RestartPolicy::OnFailure { max: 0 },
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure {
+                max: n.parse().map_err(|_| bad())?,
+            },
+            Some(_) => return Err(bad()),
+        })
+    }
+}
+
+impl RestartPolicy {
+    /// Docker's name for the policy.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Whether a container that exited with `code` after `restarts`
+    /// restarts is started again.
+    pub fn restarts(&self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && (*max == 0 || restarts < *max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// What a container runs and with what: fixed at creation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerConfig {
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's config digest (its id).
+    pub image_id: String,
+    /// The manifest digest the container was created from.
+    pub manifest: String,
+    /// `os/architecture` of the image.
+    pub platform: String,
+    /// A wasm image (else Linux).
+    pub wasm: bool,
+    /// Arguments replacing the image's CMD.
+    pub cmd: Option<Vec<String>>,
+    /// A program replacing the image's ENTRYPOINT.
+    pub entrypoint: Option<String>,
+    /// `KEY=VALUE` pairs applied over the image's environment.
+    pub env: Vec<String>,
+    /// `HOST:GUEST[:ro]` mappings.
+    pub mounts: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Wall-clock limit of each run, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Instruction budget of each run (wasm).
+    pub fuel: Option<u64>,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `--network` value.
+    pub network: Option<String>,
+    /// `--allow-net` values.
+    pub allow_net: Vec<String>,
+    /// Host name (Linux; default: the short id).
+    pub hostname: Option<String>,
+    /// `-u` value (Linux).
+    pub user: Option<String>,
+    /// `--cpus` (Linux).
+    pub cpus: Option<f64>,
+    /// `--pids-limit` (Linux).
+    pub pids_limit: Option<i64>,
+    /// What happens when the container exits.
+    pub restart: RestartPolicy,
+    /// Remove the container when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The client asked for a terminal: logs are returned as one raw
+    /// stream. (No pseudo-terminal is allocated.)
+    pub tty: bool,
+    /// Signal `stop` sends first (default SIGTERM).
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// The command line the container runs, as resolved at creation from
+    /// the image and the overrides (what `inspect` shows as Path/Args).
+    pub argv: Vec<String>,
+}
+
+impl ContainerConfig {
+    /// The run options of one run of this container.
+    pub fn run_options(&self) -> Result<crate::exec::RunOptions> {
+        use crate::exec;
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| m.parse::<exec::Mount>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = self
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        Ok(exec::RunOptions {
+            args: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env,
+            mounts,
+            workdir: self.workdir.clone(),
+            memory: self.memory,
+            timeout: self.timeout_ms.map(Duration::from_millis),
+            fuel: self.fuel,
+            network: exec::NetworkPolicy::new(
+                self.network.as_deref(),
+                &self.publish,
+                &self.allow_net,
+            )
+            .map_err(exec::RunError::from)?,
+            ..exec::RunOptions::default()
+        })
+    }
+
+    /// The Linux options of a run of container `id`.
+    pub fn linux_options(&self, id: &str) -> crate::exec::linux::LinuxOptions {
+        crate::exec::linux::LinuxOptions {
+            hostname: Some(self.hostname.clone().unwrap_or_else(|| short_id(id))),
+            user: self.user.clone(),
+            host_network: self.network.as_deref() == Some("host"),
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            id: Some(short_id(id)),
+        }
+    }
+
+    /// The signal `stop` sends first.
+    pub fn stop_signal(&self) -> Result<i32> {
+        match &self.stop_signal {
+            None => Ok(libc::SIGTERM),
+            Some(s) => parse_signal(s),
+        }
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started.
+    #[default]
+    Created,
+    /// Its process runs.
+    Running,
+    /// Exited; its restart policy will start it again.
+    Restarting,
+    /// Exited (or stopped, or killed).
+    Exited,
+    /// Its monitor died and its state could not be recorded normally.
+    Dead,
+}
+
+impl Status {
+    /// Docker's name for the status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// A container's state, as recorded in `state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// Where it is in its life.
+    pub status: Status,
+    /// The monitor's pid while it runs (0 otherwise).
+    pub pid: u32,
+    /// The last exit code.
+    pub exit_code: i32,
+    /// Why the last start or run failed, if it did.
+    pub error: String,
+    /// When it last started (ns since the epoch; 0: never).
+    pub started_at: u64,
+    /// When it last exited (ns since the epoch; 0: never).
+    pub finished_at: u64,
+    /// Restarts by its policy since the last start by hand.
+    pub restart_count: u32,
+    /// Stopped or killed by hand: the restart policy does not apply.
+    pub stop_requested: bool,
+}
+
+impl State {
+    /// Running or about to run again.
+    pub fn is_running(&self) -> bool {
+        matches!(self.status, Status::Running | Status::Restarting)
+    }
+}
+
+/// A container: identity, configuration and current state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    /// Its unique name.
+    pub name: String,
+    /// Creation time (ns since the epoch).
+    pub created: u64,
+    /// What it runs.
+    pub config: ContainerConfig,
+    /// Its state (not stored in `config.json`).
+    #[serde(skip)]
+    pub state: State,
+}
+
+/// The first 12 digits of an id, as Docker shows ids.
+pub fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// How [`Containers::wait`] decides that the wait is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// The container is not running (at once if it is not).
+    NotRunning,
+    /// The container's next exit after this call.
+    NextExit,
+    /// The container has been removed (after its exit, with `--rm`).
+    Removed,
+}
+
+impl std::str::FromStr for WaitCondition {
+    type Err = ContainerError;
+    fn from_str(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            _ => Err(ContainerError::Invalid(format!(
+                "invalid wait condition {s:?}: use not-running, next-exit or removed"
+            ))),
+        }
+    }
+}
+
+/// The program (and leading arguments) that runs a container's monitor;
+/// the container id is appended. The CLI names itself:
+/// `wharf-full --root ROOT container-monitor`.
+#[derive(Debug, Clone)]
+pub struct MonitorCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments before the container id.
+    pub args: Vec<OsString>,
+}
+
+/// The containers of one store.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    store: Store,
+    dir: PathBuf,
+    monitor: Option<MonitorCommand>,
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Containers {
+    /// The containers of `store` (creating their directory if needed).
+    pub fn open(store: &Store) -> Result<Containers> {
+        let dir = store.root().join("wharf/containers");
+        fs_err::create_dir_all(dir.join(".names"))?;
+        Ok(Containers {
+            store: store.clone(),
+            dir,
+            monitor: None,
+        })
+    }
+
+    /// Names the program [`start`](Self::start) runs monitors with.
+    pub fn with_monitor(mut self, monitor: MonitorCommand) -> Containers {
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// The store the containers' images come from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The directory of container `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// The json-file log of container `id`.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("log.json")
+    }
+
+    /// Creates a container named `name` (or a generated name) running
+    /// `config`. The image must be in the store; `config.image_id`,
+    /// `manifest`, `platform` and `wasm` are filled in from it.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        platform: Option<&str>,
+        mut config: ContainerConfig,
+    ) -> Result<Container> {
+        let tagged = self.store.lookup(&config.image)?;
+        let image = self.store.load_image(&tagged.descriptor, platform)?;
+        config.image_id = image.config_digest.to_string();
+        // The root the name points at (an index for multi-platform images;
+        // `platform` selects from it again at each start).
+        config.manifest = crate::image::descriptor_digest(&tagged.descriptor)?.to_string();
+        config.platform = image.platform();
+        config.wasm = image.is_wasm();
+        let process = image.process();
+        config.argv = match &config.entrypoint {
+            Some(e) => vec![e.clone()],
+            None => process.entrypoint().clone().unwrap_or_default(),
+        };
+        config.argv.extend(
+            config
+                .cmd
+                .clone()
+                .or_else(|| {
+                    // --entrypoint drops the image's CMD, as in Docker.
+                    config
+                        .entrypoint
+                        .is_none()
+                        .then(|| process.cmd().clone())
+                        .flatten()
+                })
+                .unwrap_or_default(),
+        );
+        // Options are checked now, not at the first start.
+        config.run_options()?;
+        config.stop_signal()?;
+        let id = random_id()?;
+        let name = match name {
+            Some(n) => {
+                let n = n.trim_start_matches('/');
+                if !valid_name(n) {
+                    return Err(ContainerError::InvalidName(n.to_owned()));
+                }
+                self.claim_name(n, &id)?;
+                n.to_owned()
+            }
+            None => self.generated_name(&id)?,
+        };
+        let container = Container {
+            id: id.clone(),
+            name: name.clone(),
+            created: now_ns(),
+            config,
+            state: State::default(),
+        };
+        let made = (|| -> Result<()> {
+            let staging = self.dir.join(format!(".new-{id}"));
+            fs_err::create_dir(&staging)?;
+            write_atomic(
+                &staging.join("config.json"),
+                &serde_json::to_vec_pretty(&container).expect("serialisable"),
+            )?;
+            write_atomic(
+                &staging.join("state.json"),
+                &serde_json::to_vec(&container.state).expect("serialisable"),
+            )?;
+            fs_err::File::create(staging.join("log.json"))?;
+            fs_err::rename(&staging, self.dir(&id))?;
+            crate::store::sync_dir(&self.dir)?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = fs_err::remove_dir_all(self.dir.join(format!(".new-{id}")));
+            let _ = fs_err::remove_file(self.dir.join(".names").join(&name));
+            return Err(e);
+        }
+        Ok(container)
+    }
+
+    fn claim_name(&self, name: &str, id: &str) -> Result<()> {
+        let path = self.dir.join(".names").join(name);
+        match fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(id.as_bytes())?;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                // A name left behind by a creation that died half-way.
+                if !holder.is_empty() && !self.dir(&holder).exists() {
+                    fs_err::remove_file(&path)?;
+                    return self.claim_name(name, id);
+                }
+                Err(ContainerError::NameInUse {
+                    name: name.to_owned(),
+                    id: holder,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn generated_name(&self, id: &str) -> Result<String> {
+        const ADJECTIVES: [&str; 16] = [
+            "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+            "nimble", "proud", "quiet", "swift", "tidy", "witty",
+        ];
+        const NOUNS: [&str; 16] = [
+            "anchor", "barge", "buoy", "cargo", "dock", "ferry", "galley", "harbor", "keel",
+            "mast", "pier", "quay", "rudder", "sail", "skiff", "tug",
+        ];
+        let b = hex::decode(&id[..8]).unwrap_or_default();
+        for attempt in 0..4 {
+            let name = format!(
+                "{}_{}",
+                ADJECTIVES[usize::from(b[0] ^ attempt) % 16],
+                NOUNS[usize::from(b[1]) % 16]
+            );
+            let name = if attempt < 2 {
+                name
+            } else {
+                format!("{name}_{}", &id[..6])
+            };
+            match self.claim_name(&name, id) {
+                Ok(()) => return Ok(name),
+                Err(ContainerError::NameInUse { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let name = format!("wharf_{}", short_id(id));
+        self.claim_name(&name, id)?;
+        Ok(name)
+    }
+
+    /// Every container, newest first, with its current state.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            match self.load(&name) {
+                Ok(c) => out.push(c),
+                // Removed meanwhile.
+                Err(ContainerError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// The id of the container named by a full id, a unique id prefix or
+    /// a name (with or without Docker's leading `/`).
+    pub fn resolve(&self, what: &str) -> Result<String> {
+        let what = what.trim_start_matches('/');
+        if what.is_empty() {
+            return Err(ContainerError::NotFound(what.to_owned()));
+        }
+        if what.len() == 64 && self.dir(what).join("config.json").exists() {
+            return Ok(what.to_owned());
+        }
+        if let Ok(id) = std::fs::read_to_string(self.dir.join(".names").join(what)) {
+            if self.dir(&id).join("config.json").exists() {
+                return Ok(id);
+            }
+        }
+        if what.bytes().all(|b| b.is_ascii_hexdigit()) && !what.contains('/') {
+            let mut found = Vec::new();
+            for entry in fs_err::read_dir(&self.dir)? {
+                let n = entry?.file_name().to_string_lossy().into_owned();
+                if n.starts_with(what) && !n.starts_with('.') {
+                    found.push(n);
+                }
+            }
+            match found.len() {
+                1 => return Ok(found.remove(0)),
+                0 => {}
+                _ => return Err(ContainerError::Ambiguous(what.to_owned())),
+            }
+        }
+        Err(ContainerError::NotFound(what.to_owned()))
+    }
+
+    /// The container named by `what` (see [`resolve`](Self::resolve)).
+    pub fn get(&self, what: &str) -> Result<Container> {
+        let id = self.resolve(what)?;
+        self.load(&id)
+    }
+
+    /// Container `id` with its state brought up to date: a container
+    /// recorded as running whose monitor is gone is recorded as dead.
+    fn load(&self, id: &str) -> Result<Container> {
+        let dir = self.dir(id);
+        let bytes = match std::fs::read(dir.join("config.json")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_owned()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut c: Container = serde_json::from_slice(&bytes).map_err(|e| {
+            ContainerError::Invalid(format!("container {id}: corrupt config.json: {e}"))
+        })?;
+        c.state = self.refresh(id)?;
+        Ok(c)
+    }
+
+    fn read_state(&self, id: &str) -> Result<State> {
+        match std::fs::read(self.dir(id).join("state.json")) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                ContainerError::Invalid(format!("container {id}: corrupt state.json: {e}"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ContainerError::NotFound(id.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the state; a "running" state whose monitor no longer holds
+    /// `monitor.lock` is corrected (the monitor was killed, or the host
+    /// went down).
+    fn refresh(&self, id: &str) -> Result<State> {
+        let state = self.read_state(id)?;
+        if !state.is_running() || self.monitor_alive(id) {
+            return Ok(state);
+        }
+        self.update(id, |s| {
+            if s.is_running() {
+                s.status = Status::Exited;
+                if s.stop_requested {
+                    s.exit_code = 128 + libc::SIGKILL;
+                } else {
+                    s.status = Status::Dead;
+                    s.exit_code = 255;
+                    s.error = "the container's monitor process ended unexpectedly".into();
+                }
+                s.pid = 0;
+                s.finished_at = now_ns();
+            }
+        })
+    }
+
+    /// True while a monitor process owns container `id`.
+    fn monitor_alive(&self, id: &str) -> bool {
+        matches!(
+            StoreLock::try_exclusive(&self.dir(id).join("monitor.lock")),
+            Ok(None)
+        )
+    }
+
+    /// Changes the state of `id` under its state lock; returns the new state.
+    pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut State)) -> Result<State> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Err(ContainerError::NotFound(id.to_owned()));
+        }
+        let _lock = StoreLock::exclusive(&dir.join("state.lock"))?;
+        let mut state = self.read_state(id)?;
+        change(&mut state);
+        write_atomic(
+            &dir.join("state.json"),
+            &serde_json::to_vec(&state).expect("serialisable"),
+        )?;
+        Ok(state)
+    }
+
+    /// Starts container `id` in a new monitor process and returns once it
+    /// runs (or failed to start).
+    pub fn start(&self, what: &str) -> Result<()> {
+        let c = self.get(what)?;
+        if c.state.is_running() {
+            return Err(ContainerError::AlreadyRunning(c.id));
+        }
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        let dir = self.dir(&c.id);
+        let stderr = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("monitor.log"))?;
+        use std::os::unix::process::CommandExt as _;
+        let mut child = std::process::Command::new(&monitor.program)
+            .args(&monitor.args)
+            .arg(&c.id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr.into_parts().0)
+            // Its own process group: a Ctrl-C meant for the CLI or the
+            // daemon does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| ContainerError::Start {
+                id: c.id.clone(),
+                message: format!("cannot run monitor {}: {e}", monitor.program.display()),
+            })?;
+        // The monitor writes one line once the container runs (or why it
+        // could not start), then closes its end.
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut line);
+        // Reap the monitor when it ends (a thread, so a long-lived host
+        // such as the daemon keeps no zombies).
+        let _ = std::thread::Builder::new()
+            .name("wharf-reaper".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let _ = child.wait();
+            });
+        read?;
+        match line.trim_end().split_once(' ') {
+            _ if line.trim_end() == "running" => Ok(()),
+            Some(("error", message)) => Err(ContainerError::Start {
+                id: c.id,
+                message: message.to_owned(),
+            }),
+            _ => {
+                let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
+                Err(ContainerError::Start {
+                    id: c.id,
+                    message: format!(
+                        "the monitor ended before the container started{}",
+                        log.lines()
+                            .last()
+                            .map(|l| format!(": {l}"))
+                            .unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Sends `signal` to the container. A wasm guest ends on any signal
+    /// (it cannot handle signals) with 128 + the signal; a Linux
+    /// container's init receives it (SIGKILL goes to every process of the
+    /// container).
+    pub fn kill(&self, what: &str, signal: i32) -> Result<()> {
+        let c = self.get(what)?;
+        if !c.state.is_running() || c.state.pid == 0 {
+            return Err(ContainerError::NotRunning(c.id));
+        }
+        if signal == libc::SIGKILL {
+            self.update(&c.id, |s| s.stop_requested = true)?;
+            if c.config.wasm {
+                send(c.state.pid, libc::SIGKILL);
+                // The monitor cannot record its own SIGKILL: the caller
+                // does, once the monitor is gone.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while self.monitor_alive(&c.id) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                self.refresh(&c.id)?;
+            } else {
+                crate::exec::linux::signal_cgroup(&short_id(&c.id), libc::SIGKILL);
+            }
+            return Ok(());
+        }
+        if libc::SIGTERM == signal || libc::SIGINT == signal || c.config.wasm {
+            self.update(&c.id, |s| s.stop_requested = true)?;
+        }
+        if c.config.wasm || crate::exec::linux::FORWARDED.contains(&signal) {
+            // The monitor ends a wasm guest, or forwards to the init.
+            send(c.state.pid, signal);
+        } else {
+            crate::exec::linux::signal_cgroup(&short_id(&c.id), signal);
+        }
+        Ok(())
+    }
+
+    /// Stops the container: its stop signal, then SIGKILL after `timeout`
+    /// (default: the container's stop timeout, else 10 s). Returns false
+    /// when it was not running.
+    pub fn stop(&self, what: &str, timeout: Option<Duration>) -> Result<bool> {
+        let c = self.get(what)?;
+        if !c.state.is_running() {
+            self.update(&c.id, |s| s.stop_requested = true)?;
+            return Ok(false);
+        }
+        let timeout = timeout.unwrap_or(Duration::from_secs(c.config.stop_timeout.unwrap_or(10)));
+        let signal = c.config.stop_signal()?;
+        self.update(&c.id, |s| s.stop_requested = true)?;
+        match self.kill(&c.id, signal) {
+            Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if !self.wait_stopped(&c.id, timeout)? {
+            match self.kill(&c.id, libc::SIGKILL) {
+                Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.wait_stopped(&c.id, Duration::from_secs(30))?;
+        }
+        Ok(true)
+    }
+
+    /// Waits up to `timeout` for the monitor of `id` to end.
+    fn wait_stopped(&self, id: &str, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.refresh(id) {
+                Ok(s) if !s.is_running() && !self.monitor_alive(id) => return Ok(true),
+                Err(ContainerError::NotFound(_)) => return Ok(true),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops (if running) and starts the container again.
+    pub fn restart(&self, what: &str, timeout: Option<Duration>) -> Result<()> {
+        let id = self.resolve(what)?;
+        self.stop(&id, timeout)?;
+        self.start(&id)
+    }
+
+    /// Removes the container, its log and its name. A running container
+    /// is refused unless `force`, which kills it first.
+    pub fn remove(&self, what: &str, force: bool) -> Result<()> {
+        let c = self.get(what)?;
+        if c.state.is_running() || self.monitor_alive(&c.id) {
+            if !force {
+                return Err(ContainerError::Running(c.id));
+            }
+            match self.kill(&c.id, libc::SIGKILL) {
+                Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.wait_stopped(&c.id, Duration::from_secs(30))?;
+        }
+        self.delete(&c)
+    }
+
+    /// Deletes a stopped container's files: renamed away first, so it
+    /// disappears at once and a crash leaves no half container.
+    pub(crate) fn delete(&self, c: &Container) -> Result<()> {
+        let gone = self.dir.join(format!(".removing-{}", c.id));
+        match fs_err::rename(self.dir(&c.id), &gone) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(c.id.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let name = self.dir.join(".names").join(&c.name);
+        if std::fs::read_to_string(&name).is_ok_and(|holder| holder == c.id) {
+            let _ = fs_err::remove_file(&name);
+        }
+        fs_err::remove_dir_all(&gone)?;
+        Ok(())
+    }
+
+    /// Waits for `condition` and returns the exit code. `Removed` also
+    /// returns when the container exits without being removed (no `--rm`)
+    /// and is then removed by someone else.
+    pub fn wait(&self, what: &str, condition: WaitCondition) -> Result<i32> {
+        let id = self.resolve(what)?;
+        let dir = self.dir(&id);
+        let first = self.refresh(&id)?;
+        let mut last_code = first.exit_code;
+        loop {
+            let state = match self.refresh(&id) {
+                Ok(s) => s,
+                Err(ContainerError::NotFound(_)) => {
+                    // Removed: its last exit code is in the tombstone.
+                    return Ok(self.tombstone(&id).unwrap_or(last_code));
+                }
+                Err(e) => return Err(e),
+            };
+            last_code = state.exit_code;
+            let exited_since = state.finished_at != first.finished_at
+                || (condition == WaitCondition::NotRunning && state.finished_at != 0);
+            let done = match condition {
+                WaitCondition::NotRunning => !state.is_running(),
+                WaitCondition::NextExit => exited_since && state.status != Status::Running,
+                WaitCondition::Removed => false,
+            };
+            if done {
+                return Ok(state.exit_code);
+            }
+            if state.status == Status::Running {
+                // Blocks until the run ends.
+                drop(StoreLock::shared(&dir.join("run.lock"))?);
+                if self
+                    .read_state(&id)
+                    .is_ok_and(|s| s.status == Status::Running)
+                    && !self.monitor_alive(&id)
+                {
+                    continue;
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Passes every entry `reader` gets to `emit` until the container is
+    /// no longer running (or is removed), then returns. With
+    /// `wait_for_start`, a container not yet started is waited for
+    /// (attach before start); otherwise it ends the follow. An error from
+    /// `emit` (the reader went away) ends it too.
+    pub fn follow(
+        &self,
+        id: &str,
+        reader: &mut logs::LogReader,
+        wait_for_start: bool,
+        emit: &mut dyn FnMut(&logs::Entry) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let first = self.read_state(id).ok();
+        loop {
+            // The state is read before the log: once it says "ended",
+            // everything the run wrote is already in the log.
+            let ended = match self.refresh(id) {
+                Ok(s) => {
+                    let started_since = first
+                        .as_ref()
+                        .is_none_or(|f| s.started_at != f.started_at || f.is_running());
+                    !s.is_running() && !(wait_for_start && !started_since)
+                }
+                Err(ContainerError::NotFound(_)) => true,
+                Err(e) => return Err(e),
+            };
+            for e in reader.read_new()? {
+                emit(&e)?;
+            }
+            if ended {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The exit code a container removed by its monitor (`--rm`) left.
+    fn tombstone(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join(".exits").join(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Records the exit code of an auto-removed container for its waiters,
+    /// and forgets those older than ten minutes.
+    pub(crate) fn leave_tombstone(&self, id: &str, code: i32) {
+        let dir = self.dir.join(".exits");
+        let _ = fs_err::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(id), code.to_string());
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(600));
+                if old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn send(pid: u32, signal: i32) {
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid as i32),
+        rustix::process::Signal::from_named_raw(signal),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Parses a signal as Docker does: `SIGTERM`, `TERM` or `15`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    const NAMES: [(&str, i32); 14] = [
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("ABRT", libc::SIGABRT),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("SEGV", libc::SIGSEGV),
+        ("USR2", libc::SIGUSR2),
+        ("PIPE", libc::SIGPIPE),
+        ("ALRM", libc::SIGALRM),
+        ("TERM", libc::SIGTERM),
+        ("CONT", libc::SIGCONT),
+        ("STOP", libc::SIGSTOP),
+        ("WINCH", libc::SIGWINCH),
+    ];
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let upper = t.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == bare)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| ContainerError::Invalid(format!("invalid signal {s:?}")))
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && n.len() <= 128
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    fs_err::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    // Docker never gives an all-digit short id (it would read as a number).
+    let id = hex::encode(b);
+    if id[..12].bytes().all(|c| c.is_ascii_digit()) {
+        return random_id();
+    }
+    Ok(id)
+}
+
+/// Replaces `path` with `bytes`: temp file beside it, fsync, rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_restart_policies() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure { max: 3 }
+        );
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+        let p = RestartPolicy::OnFailure { max: 2 };
+        assert!(p.restarts(1, 1) && !p.restarts(1, 2) && !p.restarts(0, 0));
+        assert!(RestartPolicy::Always.restarts(0, 100));
+    }
+
+    #[test]
+    fn parses_signals_and_names() {
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(valid_name("web-1.a_b") && !valid_name("-x") && !valid_name("a/b"));
+    }
+
+    #[test]
+    fn names_ids_and_prefixes_resolve() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let cs = Containers::open(&store).unwrap();
+        // Containers made by hand: creation needs an image.
+        for (id, name) in [("ab12".repeat(16), "one"), ("ab34".repeat(16), "two")] {
+            let c = Container {
+                id: id.clone(),
+                name: name.into(),
+                created: now_ns(),
+                config: ContainerConfig::default(),
+                state: State::default(),
+            };
+            cs.claim_name(name, &id).unwrap();
+            fs_err::create_dir(cs.dir(&id)).unwrap();
+            write_atomic(
+                &cs.dir(&id).join("config.json"),
+                &serde_json::to_vec(&c).unwrap(),
+            )
+            .unwrap();
+            write_atomic(&cs.dir(&id).join("state.json"), b"{}").unwrap();
+        }
+        assert_eq!(cs.resolve("/one").unwrap(), "ab12".repeat(16));
+        assert_eq!(cs.resolve("ab3").unwrap(), "ab34".repeat(16));
+        assert!(matches!(
+            cs.resolve("ab"),
+            Err(ContainerError::Ambiguous(_))
+        ));
+        assert!(matches!(cs.resolve("zz"), Err(ContainerError::NotFound(_))));
+        assert!(matches!(
+            cs.claim_name("one", "x"),
+            Err(ContainerError::NameInUse { .. })
+        ));
+        let one = cs.get("one").unwrap();
+        cs.delete(&one).unwrap();
+        assert!(cs.resolve("one").is_err());
+        assert_eq!(cs.list().unwrap().len(), 1);
+        // A running state without a monitor is corrected to dead.
+        let two = cs.resolve("two").unwrap();
+        cs.update(&two, |s| {
+            s.status = Status::Running;
+            s.pid = 1;
+        })
+        .unwrap();
+        let s = cs.get("two").unwrap().state;
+        assert_eq!((s.status, s.exit_code), (Status::Dead, 255));
+    }
+}

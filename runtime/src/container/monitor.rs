@@ -1,0 +1,409 @@
+//! The monitor: the process that owns one running container, as conmon
+//! or containerd-shim do. It runs the container (a wasm guest in-process,
+//! a Linux container through the native backend), turns its output into
+//! the json-file log, records each exit, applies the restart policy and,
+//! with `--rm`, removes the container at the end. It outlives the command
+//! (or daemon) that started it.
+
+use std::io::Write as _;
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::logs::LogWriter;
+use super::{now_ns, Container, ContainerError, Containers, Result, Status};
+use crate::exec::{self, Interrupt};
+use crate::store::{Store, StoreLock};
+
+/// Signals a monitor handles: they end a wasm guest (which has no signal
+/// handlers) with 128 + the signal; a Linux container's init receives
+/// them from the backend's forwarding.
+const HANDLED: [i32; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+];
+
+/// How long a stopped wasm guest has to return before the monitor records
+/// its exit and ends anyway: a guest blocked in a host call (a sleep, a
+/// socket) only sees the interruption when it returns.
+const FORCED_EXIT_AFTER: Duration = Duration::from_millis(250);
+
+/// The body of a monitor process for container `id` (what `wharf
+/// container-monitor ID` runs). Its standard output must be the pipe that
+/// [`Containers::start`] reads: one line, `running` or `error MESSAGE`.
+/// Returns the process exit code.
+pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
+    let cs = Containers::open(store)?;
+    let handshake = rustix::io::dup(rustix::stdio::stdout()).map_err(std::io::Error::from)?;
+    let mut handshake = Some(std::fs::File::from(handshake));
+    let answer = |h: &mut Option<std::fs::File>, line: &str| {
+        if let Some(mut f) = h.take() {
+            let _ = writeln!(f, "{line}");
+        }
+    };
+    // From here on our stdout and stderr are the container's.
+    redirect_stdio_to_null()?;
+    let id = match cs.resolve(id) {
+        Ok(id) => id,
+        Err(e) => {
+            answer(&mut handshake, &format!("error {e}"));
+            return Ok(1);
+        }
+    };
+    let dir = cs.dir(&id);
+    let Some(_alive) = StoreLock::try_exclusive(&dir.join("monitor.lock"))? else {
+        answer(&mut handshake, "error the container is already running");
+        return Ok(1);
+    };
+    let c = cs.load(&id)?;
+    let log = LogWriter::open(&cs.log_path(&id))?;
+    let signals = Signals::install()?;
+    cs.update(&id, |s| {
+        s.restart_count = 0;
+        s.stop_requested = false;
+        s.error.clear();
+    })?;
+
+    let mut backoff = Duration::from_millis(100);
+    let code = loop {
+        let began = Instant::now();
+        signals.drain();
+        let run = Run::new(&cs, &c, &log, &signals);
+        let mut ran = false;
+        let code = run.once(&mut |ok: std::result::Result<(), String>| match ok {
+            Ok(()) => {
+                ran = true;
+                answer(&mut handshake, "running")
+            }
+            Err(e) => answer(&mut handshake, &format!("error {e}")),
+        });
+        let state = cs.read_state(&id)?;
+        let again =
+            ran && !state.stop_requested && c.config.restart.restarts(code, state.restart_count);
+        if !again {
+            break code;
+        }
+        // Docker's back-off: doubling from 100 ms, reset after 10 s of run.
+        if began.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        cs.update(&id, |s| {
+            s.status = Status::Restarting;
+            s.restart_count += 1;
+        })?;
+        if signals.wait(backoff).is_some() {
+            cs.update(&id, |s| {
+                s.status = Status::Exited;
+                s.stop_requested = true;
+            })?;
+            break code;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    };
+    if c.config.auto_remove {
+        cs.leave_tombstone(&id, code);
+        let c = cs.load(&id)?;
+        drop(_alive);
+        let _ = cs.delete(&c);
+    }
+    Ok(0)
+}
+
+/// A wasm run that signals stop: its interrupt, whether it still runs,
+/// and what to do if it does not return in time.
+#[derive(Clone)]
+struct Armed {
+    interrupt: Interrupt,
+    running: Arc<AtomicBool>,
+    stuck: Arc<dyn Fn(i32) + Send + Sync>,
+}
+
+/// The signals that reach the monitor, delivered to one thread.
+struct Signals {
+    rx: mpsc::Receiver<i32>,
+    /// The wasm run in progress, if any.
+    current: Arc<std::sync::Mutex<Option<Armed>>>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        let (tx, rx) = mpsc::channel();
+        let current: Arc<std::sync::Mutex<Option<Armed>>> = Arc::default();
+        let armed = current.clone();
+        let mut signals = signal_hook::iterator::Signals::new(HANDLED)?;
+        std::thread::Builder::new()
+            .name("monitor-signals".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let run = armed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    if let Some(run) = run {
+                        run.interrupt.signal(sig);
+                        // A guest blocked in a host call sees the
+                        // interruption only when the call returns.
+                        let _ = std::thread::Builder::new()
+                            .stack_size(64 << 10)
+                            .spawn(move || {
+                                std::thread::sleep(FORCED_EXIT_AFTER);
+                                if run.running.load(Ordering::SeqCst) {
+                                    (run.stuck)(sig);
+                                }
+                            });
+                    }
+                    let _ = tx.send(sig);
+                }
+            })?;
+        Ok(Signals { rx, current })
+    }
+
+    /// Waits up to `d` for a signal.
+    fn wait(&self, d: Duration) -> Option<i32> {
+        self.rx.recv_timeout(d).ok()
+    }
+
+    /// Forgets signals that arrived before now.
+    fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// One run of the container.
+struct Run<'a> {
+    cs: &'a Containers,
+    c: &'a Container,
+    log: &'a LogWriter,
+    signals: &'a Signals,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        cs: &'a Containers,
+        c: &'a Container,
+        log: &'a LogWriter,
+        signals: &'a Signals,
+    ) -> Run<'a> {
+        Run {
+            cs,
+            c,
+            log,
+            signals,
+        }
+    }
+
+    /// Runs the container once; `started` hears whether it started. The
+    /// state says `running` (with `run.lock` held) exactly while it runs,
+    /// and records the exit (or the failure to start) before the lock is
+    /// released.
+    fn once(&self, started: &mut dyn FnMut(std::result::Result<(), String>)) -> i32 {
+        let id = &self.c.id;
+        let dir = self.cs.dir(id);
+        let run_lock = match StoreLock::exclusive(&dir.join("run.lock")) {
+            Ok(l) => l,
+            Err(e) => {
+                started(Err(e.to_string()));
+                return exec::EXIT_WHARF_ERROR;
+            }
+        };
+        // Everything that can fail before the guest starts (the image is
+        // gone, bad options, a missing module) fails the start.
+        let prepared = self.prepare();
+        let marked = self.cs.update(id, |s| {
+            s.status = Status::Running;
+            s.pid = std::process::id();
+            s.started_at = now_ns();
+        });
+        let prepared = match (prepared, marked) {
+            (Ok(p), Ok(_)) => p,
+            (Err(e), _) => return self.failed(started, e, run_lock),
+            (_, Err(e)) => return self.failed(started, e, run_lock),
+        };
+        let result = self.execute(prepared, started);
+        let (code, error) = match result {
+            Ok(exit) => {
+                if let (Some(m), false) = (exit.message(), matches!(exit, exec::Exit::Signal(_))) {
+                    let _ = self.log.write("stderr", format!("wharf: {m}\n").as_bytes());
+                }
+                (exit.code(), String::new())
+            }
+            Err(e) => (error_code(&e), e.to_string()),
+        };
+        let _ = self.cs.update(id, |s| {
+            s.status = Status::Exited;
+            s.pid = 0;
+            s.exit_code = code;
+            s.finished_at = now_ns();
+            if !error.is_empty() && s.error.is_empty() {
+                s.error = error;
+            }
+        });
+        drop(run_lock);
+        code
+    }
+
+    fn failed(
+        &self,
+        started: &mut dyn FnMut(std::result::Result<(), String>),
+        e: ContainerError,
+        run_lock: StoreLock,
+    ) -> i32 {
+        let code = error_code(&e);
+        let _ = self.cs.update(&self.c.id, |s| {
+            s.status = Status::Exited;
+            s.pid = 0;
+            s.exit_code = code;
+            s.error = e.to_string();
+            s.finished_at = now_ns();
+        });
+        let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
+        drop(run_lock);
+        started(Err(e.to_string()));
+        code
+    }
+
+    fn prepare(&self) -> Result<Prepared> {
+        let store = self.cs.store();
+        let config = &self.c.config;
+        let tagged = store.lookup(&config.manifest).map_err(|_| {
+            ContainerError::Invalid(format!(
+                "the image of this container ({}, {}) is no longer in the store",
+                config.image, config.image_id
+            ))
+        })?;
+        let image = store.load_image(&tagged.descriptor, Some(&config.platform))?;
+        let options = config.run_options()?;
+        if image.is_wasm() {
+            let p = exec::prepare_image(store, &config.image, &image, &options)?;
+            Ok(Prepared::Wasm(Box::new(p), options))
+        } else {
+            Ok(Prepared::Linux(Box::new(image), options))
+        }
+    }
+
+    /// Runs the prepared container with its output going to the log.
+    fn execute(
+        &self,
+        prepared: Prepared,
+        started: &mut dyn FnMut(std::result::Result<(), String>),
+    ) -> std::result::Result<exec::Exit, ContainerError> {
+        let pumps = self.connect_output()?;
+        started(Ok(()));
+        let result = match prepared {
+            Prepared::Wasm(p, mut options) => {
+                let armed = Armed {
+                    interrupt: Interrupt::new(),
+                    running: Arc::new(AtomicBool::new(true)),
+                    stuck: self.on_stuck(),
+                };
+                options.interrupt = Some(armed.interrupt.clone());
+                *self
+                    .signals
+                    .current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(armed.clone());
+                let r = exec::WasmExecutor::new(self.cs.store().clone())
+                    .run(&p.module, &p.argv, &p.env, &p.sandbox, &options)
+                    .map(|o| o.exit)
+                    .map_err(ContainerError::from);
+                armed.running.store(false, Ordering::SeqCst);
+                *self
+                    .signals
+                    .current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+                r
+            }
+            Prepared::Linux(image, options) => exec::linux::run(
+                self.cs.store(),
+                &image,
+                &options,
+                &self.c.config.linux_options(&self.c.id),
+            )
+            .map(|o| o.exit)
+            .map_err(ContainerError::from),
+        };
+        if let Err(e) = &result {
+            let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
+        }
+        // The container's ends of the pipes close: the pumps read what is
+        // left and finish, so the log is complete before the exit is
+        // recorded.
+        redirect_stdio_to_null()?;
+        for p in pumps {
+            let _ = p.join();
+        }
+        result
+    }
+
+    /// Points our stdout and stderr (which the guest inherits) at fresh
+    /// pipes whose other ends feed the log.
+    fn connect_output(&self) -> Result<Vec<std::thread::JoinHandle<()>>> {
+        let mut pumps = Vec::new();
+        for (stream, fd) in [("stdout", 1), ("stderr", 2)] {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(std::io::Error::from)?;
+            if fd == 1 {
+                rustix::stdio::dup2_stdout(&w).map_err(std::io::Error::from)?;
+            } else {
+                rustix::stdio::dup2_stderr(&w).map_err(std::io::Error::from)?;
+            }
+            drop(w);
+            pumps.push(self.log.pump(stream, std::fs::File::from(r))?);
+        }
+        Ok(pumps)
+    }
+
+    /// What ends a wasm guest still blocked in a host call
+    /// [`FORCED_EXIT_AFTER`] after a stop signal: its exit is recorded as
+    /// 128 + the signal and the monitor exits.
+    fn on_stuck(&self) -> Arc<dyn Fn(i32) + Send + Sync> {
+        let cs = self.cs.clone();
+        let c = self.c.clone();
+        Arc::new(move |sig| {
+            // The pumps see end-of-file and write what they have.
+            let _ = redirect_stdio_to_null();
+            std::thread::sleep(Duration::from_millis(50));
+            let code = 128 + sig;
+            let _ = cs.update(&c.id, |s| {
+                s.status = Status::Exited;
+                s.pid = 0;
+                s.exit_code = code;
+                s.finished_at = now_ns();
+                s.stop_requested = true;
+            });
+            if c.config.auto_remove {
+                cs.leave_tombstone(&c.id, code);
+                let _ = cs.delete(&c);
+            }
+            std::process::exit(0);
+        })
+    }
+}
+
+enum Prepared {
+    Wasm(Box<exec::Prepared>, exec::RunOptions),
+    Linux(Box<crate::image::Image>, exec::RunOptions),
+}
+
+/// The exit code recorded for a container that failed to start.
+fn error_code(e: &ContainerError) -> i32 {
+    match e {
+        ContainerError::Run(r) => r.exit_code(),
+        _ => exec::EXIT_WHARF_ERROR,
+    }
+}
+
+/// Points stdout and stderr at /dev/null (closing the pipes they were).
+fn redirect_stdio_to_null() -> Result<()> {
+    let null: OwnedFd = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")?
+        .into();
+    rustix::stdio::dup2_stdout(null.as_fd()).map_err(std::io::Error::from)?;
+    rustix::stdio::dup2_stderr(null.as_fd()).map_err(std::io::Error::from)?;
+    Ok(())
+}
