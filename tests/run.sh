@@ -25,6 +25,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Real Docker clients drive `wharf daemon`: the docker CLI (client only;
+# Debian's docker.io when none is installed) and the Python docker SDK.
+if ! command -v docker >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq docker.io
+fi
+if ! python3 -c 'import docker' >/dev/null 2>&1; then
+  python3 -m pip install -q docker 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages docker
+fi
+
 # Guest programs are built for both WASI targets.
 rustup target add wasm32-wasip1 wasm32-wasip2
 

@@ -120,12 +120,10 @@ impl From<ContainerError> for Failure {
             | ContainerError::InvalidName(_)
             | ContainerError::Invalid(_)
             | ContainerError::Run(_) => StatusCode::BAD_REQUEST,
-            ContainerError::Image(_) | ContainerError::Store(_) => match &e {
-                ContainerError::Store(crate::store::StoreError::UnknownImage(_)) => {
-                    StatusCode::NOT_FOUND
-                }
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ContainerError::Store(crate::store::StoreError::UnknownImage(_))
+            | ContainerError::Image(crate::image::ImageError::Store(
+                crate::store::StoreError::UnknownImage(_),
+            )) => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure(status, e.to_string())
@@ -134,9 +132,17 @@ impl From<ContainerError> for Failure {
 
 impl From<crate::Error> for Failure {
     fn from(e: crate::Error) -> Failure {
+        use crate::image::ImageError;
+        use crate::store::StoreError;
         let status = match &e {
-            crate::Error::Store(crate::store::StoreError::UnknownImage(_)) => StatusCode::NOT_FOUND,
-            crate::Error::Store(crate::store::StoreError::Ambiguous(_)) => StatusCode::CONFLICT,
+            crate::Error::Store(StoreError::UnknownImage(_))
+            | crate::Error::Image(ImageError::Store(StoreError::UnknownImage(_))) => {
+                StatusCode::NOT_FOUND
+            }
+            crate::Error::Store(StoreError::Ambiguous(_))
+            | crate::Error::Image(ImageError::Store(StoreError::Ambiguous(_))) => {
+                StatusCode::CONFLICT
+            }
             crate::Error::Reference(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -334,6 +340,20 @@ impl Api {
             (&Method::GET, ["containers", id, "logs"]) => self.logs(id, &q).await,
             (&Method::POST, ["containers", id, "attach"]) => self.attach(id, &q, req).await,
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
+            // wharf has no network, volume or plugin objects: a lookup by
+            // name finds none (how `docker inspect NAME` searches).
+            (&Method::GET, ["networks", name]) => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("network {name} not found"),
+            )),
+            (&Method::GET, ["volumes", name]) => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("get {name}: no such volume"),
+            )),
+            (&Method::GET, ["plugins", name, "json"]) => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("plugin {name} not found"),
+            )),
             _ => Err(Failure(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("wharf does not implement {method} {path}"),

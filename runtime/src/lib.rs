@@ -91,6 +91,7 @@ impl Error {
         match self {
             Error::Run(e) => e.exit_code(),
             Error::Container(container::ContainerError::Run(e)) => e.exit_code(),
+            Error::Container(container::ContainerError::Start { code, .. }) => *code,
             _ => exec::EXIT_WHARF_ERROR,
         }
     }

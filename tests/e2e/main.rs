@@ -5,7 +5,9 @@ mod harness;
 mod registry_harness;
 
 mod build;
+mod daemon;
 mod images;
+mod lifecycle;
 mod linux;
 mod network;
 mod registry;

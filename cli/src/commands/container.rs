@@ -140,7 +140,7 @@ pub fn attached(cs: &Containers, id: &str, reader: &mut logs::LogReader) -> anyh
             out.flush()
         }
     }))?;
-    Ok(lib(cs.wait(id, container::WaitCondition::NotRunning))?)
+    lib(cs.wait(id, container::WaitCondition::NotRunning))
 }
 
 /// Arguments of `wharf stop` and `wharf restart`.

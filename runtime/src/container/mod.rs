@@ -67,6 +67,9 @@ pub enum ContainerError {
         id: String,
         /// What went wrong.
         message: String,
+        /// The exit code recorded for the failed start (Docker's 125,
+        /// 126, 127).
+        code: i32,
     },
     /// No program to start monitors with was given.
     #[error("this host cannot start containers: it named no monitor program")]
@@ -591,7 +594,7 @@ impl Containers {
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|c| std::cmp::Reverse(c.created));
         Ok(out)
     }
 
@@ -738,6 +741,7 @@ impl Containers {
             .map_err(|e| ContainerError::Start {
                 id: c.id.clone(),
                 message: format!("cannot run monitor {}: {e}", monitor.program.display()),
+                code: crate::exec::EXIT_WHARF_ERROR,
             })?;
         // The monitor writes one line once the container runs (or why it
         // could not start), then closes its end.
@@ -758,10 +762,14 @@ impl Containers {
         read?;
         match line.trim_end().split_once(' ') {
             _ if line.trim_end() == "running" => Ok(()),
-            Some(("error", message)) => Err(ContainerError::Start {
-                id: c.id,
-                message: message.to_owned(),
-            }),
+            Some(("error", rest)) => {
+                let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
+                Err(ContainerError::Start {
+                    id: c.id,
+                    message: message.to_owned(),
+                    code: code.parse().unwrap_or(crate::exec::EXIT_WHARF_ERROR),
+                })
+            }
             _ => {
                 let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
                 Err(ContainerError::Start {
@@ -773,6 +781,7 @@ impl Containers {
                             .map(|l| format!(": {l}"))
                             .unwrap_or_default()
                     ),
+                    code: crate::exec::EXIT_WHARF_ERROR,
                 })
             }
         }
@@ -966,7 +975,7 @@ impl Containers {
                     let started_since = first
                         .as_ref()
                         .is_none_or(|f| s.started_at != f.started_at || f.is_running());
-                    !s.is_running() && !(wait_for_start && !started_since)
+                    !s.is_running() && (!wait_for_start || started_since)
                 }
                 Err(ContainerError::NotFound(_)) => true,
                 Err(e) => return Err(e),

@@ -51,13 +51,13 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
     let id = match cs.resolve(id) {
         Ok(id) => id,
         Err(e) => {
-            answer(&mut handshake, &format!("error {e}"));
+            answer(&mut handshake, &format!("error 125 {e}"));
             return Ok(1);
         }
     };
     let dir = cs.dir(&id);
     let Some(_alive) = StoreLock::try_exclusive(&dir.join("monitor.lock"))? else {
-        answer(&mut handshake, "error the container is already running");
+        answer(&mut handshake, "error 125 the container is already running");
         return Ok(1);
     };
     let c = cs.load(&id)?;
@@ -75,12 +75,12 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         signals.drain();
         let run = Run::new(&cs, &c, &log, &signals);
         let mut ran = false;
-        let code = run.once(&mut |ok: std::result::Result<(), String>| match ok {
+        let code = run.once(&mut |ok: std::result::Result<(), (i32, String)>| match ok {
             Ok(()) => {
                 ran = true;
                 answer(&mut handshake, "running")
             }
-            Err(e) => answer(&mut handshake, &format!("error {e}")),
+            Err((code, e)) => answer(&mut handshake, &format!("error {code} {e}")),
         });
         let state = cs.read_state(&id)?;
         let again =
@@ -199,13 +199,13 @@ impl<'a> Run<'a> {
     /// state says `running` (with `run.lock` held) exactly while it runs,
     /// and records the exit (or the failure to start) before the lock is
     /// released.
-    fn once(&self, started: &mut dyn FnMut(std::result::Result<(), String>)) -> i32 {
+    fn once(&self, started: &mut dyn FnMut(std::result::Result<(), (i32, String)>)) -> i32 {
         let id = &self.c.id;
         let dir = self.cs.dir(id);
         let run_lock = match StoreLock::exclusive(&dir.join("run.lock")) {
             Ok(l) => l,
             Err(e) => {
-                started(Err(e.to_string()));
+                started(Err((exec::EXIT_WHARF_ERROR, e.to_string())));
                 return exec::EXIT_WHARF_ERROR;
             }
         };
@@ -247,7 +247,7 @@ impl<'a> Run<'a> {
 
     fn failed(
         &self,
-        started: &mut dyn FnMut(std::result::Result<(), String>),
+        started: &mut dyn FnMut(std::result::Result<(), (i32, String)>),
         e: ContainerError,
         run_lock: StoreLock,
     ) -> i32 {
@@ -261,7 +261,7 @@ impl<'a> Run<'a> {
         });
         let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
         drop(run_lock);
-        started(Err(e.to_string()));
+        started(Err((code, e.to_string())));
         code
     }
 
@@ -288,7 +288,7 @@ impl<'a> Run<'a> {
     fn execute(
         &self,
         prepared: Prepared,
-        started: &mut dyn FnMut(std::result::Result<(), String>),
+        started: &mut dyn FnMut(std::result::Result<(), (i32, String)>),
     ) -> std::result::Result<exec::Exit, ContainerError> {
         let pumps = self.connect_output()?;
         started(Ok(()));

@@ -1,0 +1,441 @@
+//! `wharf daemon` driven by real Docker clients: the `docker` CLI and the
+//! Python `docker` SDK, against wasm and Linux images, plus the API's
+//! error shapes, 100 concurrent containers and a daemon killed with -9.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::harness::{require, Env};
+use crate::lifecycle::{eventually, Cleanup};
+
+/// A running `wharf daemon` on a socket in the env's scratch directory.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &Env) -> Daemon {
+        let socket = env.scratch.path().join("wharf.sock");
+        let host = format!("unix://{}", socket.display());
+        let child = env
+            .cmd(&["daemon", "--host", &host])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually("the daemon's socket", || {
+            UnixStream::connect(&socket).is_ok()
+        });
+        Daemon { child, socket }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Runs the docker CLI against this daemon.
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env(
+                "DOCKER_CONFIG",
+                self.socket.parent().unwrap().join("docker-config"),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// One raw HTTP/1.0 request; (status, body).
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        // The daemon may answer before reading all of an oversized body.
+        let _ = s.write_all(body);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        (status, body.to_owned())
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs a Python program with the docker SDK pointed at the daemon.
+fn python(d: &Daemon, program: &str) -> Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .unwrap()
+}
+
+fn has_python_sdk() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import docker"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Python docker SDK is missing in CI: .ci/run must install it"
+        );
+        eprintln!("skipping: the Python docker SDK is not installed (pip install docker)");
+    }
+    ok
+}
+
+#[test]
+fn the_docker_cli_drives_wasm_containers() {
+    if !require("docker") {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let d = Daemon::start(&env);
+
+    let v = d.docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Client.APIVersion}}",
+    ]);
+    assert_eq!(v.trim(), "1.43 1.43", "the CLI negotiates down to 1.43");
+    assert!(d.docker_ok(&["images"]).contains("probe"));
+    assert_eq!(d.docker_ok(&["run", "--rm", "probe", "args", "hi"]), "hi\n");
+    let o = d.docker(&["run", "--rm", "probe", "exit", "3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--platform",
+        "wasi/wasm",
+        "probe",
+        "stderr",
+        "oops",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "oops\n",
+        "stderr stays stderr"
+    );
+    assert!(
+        d.docker_ok(&["ps", "-a", "-q"]).trim().is_empty(),
+        "--rm removed them"
+    );
+
+    let id = d.docker_ok(&["run", "-d", "--name", "x", "probe", "tick", "0", "50"]);
+    assert_eq!(id.trim().len(), 64);
+    assert_eq!(d.docker_ok(&["ps", "--format", "{{.Names}}"]), "x\n");
+    // `logs -f` follows until the container stops.
+    let follow = Command::new("docker")
+        .args(["logs", "-f", "x"])
+        .env("DOCKER_HOST", d.host())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("ticks", || d.docker_ok(&["logs", "x"]).contains("tick 3"));
+    d.docker_ok(&["stop", "x"]);
+    let followed = follow.wait_with_output().unwrap();
+    assert!(followed.status.success());
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    assert!(
+        followed.starts_with("tick 1\ntick 2\ntick 3\n"),
+        "{followed}"
+    );
+    assert_eq!(d.docker_ok(&["wait", "x"]).trim(), "143");
+    let state = d.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}} {{.Name}}",
+        "x",
+    ]);
+    assert_eq!(state.trim(), "exited 143 /x");
+    d.docker_ok(&["rm", "x"]);
+    let o = d.docker(&["inspect", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such object"));
+    // The CLI and the daemon share one store: wharf sees what docker made.
+    d.docker_ok(&["run", "-d", "--name", "shared", "probe", "exit", "0"]);
+    assert_eq!(env.wharf(&["wait", "shared"]).ok().stdout.trim(), "0");
+}
+
+#[test]
+fn docker_pull_and_the_python_sdk_use_the_registry() {
+    if !require("docker") || !require("docker-registry") || !has_python_sdk() {
+        return;
+    }
+    let reg = crate::registry_harness::Registry::plain();
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let remote = format!("{}/tools/probe:1", reg.host());
+    env.wharf(&["tag", "probe", &remote]).ok();
+    env.wharf(&["push", &remote]).ok();
+    env.wharf(&["rmi", &remote]).ok();
+    env.wharf(&["rmi", "probe"]).ok();
+
+    let d = Daemon::start(&env);
+    let pulled = d.docker_ok(&["pull", &remote]);
+    assert!(pulled.contains("Digest: sha256:"), "{pulled}");
+    assert!(d.docker_ok(&["images"]).contains("tools/probe"));
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", &remote, "args", "pulled"]),
+        "pulled\n"
+    );
+
+    let program = format!(
+        r#"
+import docker, time
+c = docker.from_env()
+img = c.images.pull("{host}/tools/probe", tag="1")
+assert "{host}/tools/probe:1" in img.tags, img.tags
+out = c.containers.run(img.tags[0], ["args", "from", "python"], remove=True)
+assert out == b"from\npython\n", out
+bg = c.containers.run(img.tags[0], ["tick", "0", "50"], detach=True, name="py")
+assert [x.name for x in c.containers.list()] == ["py"]
+while b"tick 2" not in bg.logs():
+    time.sleep(0.05)
+bg.stop(timeout=5)
+assert bg.wait()["StatusCode"] == 143
+bg.remove()
+try:
+    c.containers.run(img.tags[0], ["exit", "4"], remove=True)
+    raise SystemExit("no ContainerError")
+except docker.errors.ContainerError as e:
+    assert e.exit_status == 4
+try:
+    c.containers.get("nope")
+    raise SystemExit("no NotFound")
+except docker.errors.NotFound:
+    pass
+print("ok")
+"#,
+        host = reg.host()
+    );
+    let o = python(&d, &program);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn the_docker_cli_drives_linux_containers() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: Linux containers need root");
+        return;
+    }
+    if !require("docker") {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let ctx = env.context(
+        "bb",
+        &[
+            ("busybox", &busybox[..]),
+            (
+                "Dockerfile",
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+                  RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
+            ),
+        ],
+    );
+    env.wharf(&[
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-t",
+        "bb",
+        ctx.to_str().unwrap(),
+    ])
+    .ok();
+    let d = Daemon::start(&env);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "bb",
+        "sh",
+        "-c",
+        "hostname; echo $$",
+    ]);
+    assert_eq!(out, "box\n1\n");
+    let o = d.docker(&["run", "--rm", "bb", "sh", "-c", "exit 9"]);
+    assert_eq!(o.status.code(), Some(9));
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done",
+    ]);
+    eventually("the service to start", || {
+        d.docker_ok(&["logs", "svc"]).contains("up")
+    });
+    d.docker_ok(&["stop", "svc"]);
+    assert_eq!(d.docker_ok(&["wait", "svc"]).trim(), "0");
+    assert_eq!(d.docker_ok(&["logs", "svc"]), "up\ngot TERM\n");
+    d.docker_ok(&["run", "-d", "--name", "hard", "bb", "sleep", "100"]);
+    d.docker_ok(&["kill", "hard"]);
+    assert_eq!(d.docker_ok(&["wait", "hard"]).trim(), "137");
+    d.docker_ok(&["rm", "svc", "hard"]);
+}
+
+#[test]
+fn api_errors_have_docker_shapes() {
+    let env = Env::new();
+    let d = Daemon::start(&env);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "the socket is the access boundary");
+
+    let (status, body) = d.request("GET", "/v1.43/containers/nope/json", b"");
+    assert_eq!(status, 404);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("no such container: nope"));
+
+    let (status, body) = d.request("POST", "/v1.43/build", b"");
+    assert_eq!(status, 501);
+    assert!(
+        body.contains("wharf does not implement POST /build"),
+        "{body}"
+    );
+
+    let (status, body) = d.request("GET", "/v1.12/version", b"");
+    assert_eq!(status, 400);
+    assert!(body.contains("too old"), "{body}");
+
+    let (status, body) = d.request("POST", "/containers/create", b"{not json");
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid container configuration"), "{body}");
+
+    let (status, body) = d.request("POST", "/containers/create", br#"{"Image":"absent"}"#);
+    assert_eq!(status, 404);
+    assert!(body.contains("No such image: absent"), "{body}");
+
+    let big = vec![b' '; 2 << 20];
+    let (status, _) = d.request("POST", "/containers/create", &big);
+    assert_eq!(status, 413, "request bodies are capped");
+    assert!(env.wharf(&["ps", "-aq"]).ok().stdout.is_empty());
+}
+
+#[test]
+fn a_hundred_concurrent_containers_all_finish_with_their_output() {
+    if !has_python_sdk() {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let d = Daemon::start(&env);
+    // create + start + wait + logs + remove, 100 at once; container i
+    // prints its number and exits with i % 7.
+    let program = r#"
+import docker, concurrent.futures as cf
+c = docker.from_env(timeout=300)
+def one(i):
+    args = ["args", str(i)] if i % 7 == 0 else ["exit", str(i % 7)]
+    ct = c.containers.create("probe", args)
+    ct.start()
+    code = ct.wait()["StatusCode"]
+    out = ct.logs()
+    ct.remove()
+    return i, code, out
+with cf.ThreadPoolExecutor(100) as pool:
+    results = list(pool.map(one, range(100)))
+bad = [r for r in results if r[1] != r[0] % 7 or (r[0] % 7 == 0 and r[2] != f"{r[0]}\n".encode())]
+assert not bad, bad
+assert c.containers.list(all=True) == []
+print(len(results))
+"#;
+    let o = python(&d, program);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "100",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn containers_outlive_a_killed_daemon() {
+    if !require("docker") {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let mut d = Daemon::start(&env);
+    d.docker_ok(&[
+        "run", "-d", "--name", "survivor", "probe", "tick", "0", "50",
+    ]);
+    eventually("a tick", || {
+        d.docker_ok(&["logs", "survivor"]).contains("tick 1")
+    });
+    d.kill9();
+    let before = env.wharf(&["logs", "survivor"]).ok().stdout.lines().count();
+    eventually("ticks while no daemon runs", || {
+        env.wharf(&["logs", "survivor"]).ok().stdout.lines().count() > before + 2
+    });
+    let d = Daemon::start(&env);
+    let ps = d.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("survivor Up"), "{ps}");
+    let logs = d.docker_ok(&["logs", "survivor"]);
+    let n = logs.lines().count();
+    assert!(n > before + 2, "{logs}");
+    // No line lost or repeated across the daemon's death.
+    for (i, l) in logs.lines().enumerate() {
+        assert_eq!(l, format!("tick {}", i + 1));
+    }
+    d.docker_ok(&["stop", "survivor"]);
+    assert_eq!(d.docker_ok(&["wait", "survivor"]).trim(), "143");
+}
