@@ -261,6 +261,7 @@ impl ContainerConfig {
             cpus: self.cpus,
             pids_limit: self.pids_limit,
             id: Some(short_id(id)),
+            on_start: None,
         }
     }
 
@@ -808,7 +809,18 @@ impl Containers {
                 }
                 self.refresh(&c.id)?;
             } else {
-                crate::exec::linux::signal_cgroup(&short_id(&c.id), libc::SIGKILL);
+                // Every process of the cgroup, until the run has ended: a
+                // process still joining the cgroup would miss one pass.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    crate::exec::linux::signal_cgroup(&short_id(&c.id), libc::SIGKILL);
+                    let ended = self.read_state(&c.id)?.status != Status::Running
+                        || !self.monitor_alive(&c.id);
+                    if ended || Instant::now() >= deadline {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             return Ok(());
         }

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::logs::LogWriter;
@@ -40,24 +40,19 @@ const FORCED_EXIT_AFTER: Duration = Duration::from_millis(250);
 pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
     let cs = Containers::open(store)?;
     let handshake = rustix::io::dup(rustix::stdio::stdout()).map_err(std::io::Error::from)?;
-    let mut handshake = Some(std::fs::File::from(handshake));
-    let answer = |h: &mut Option<std::fs::File>, line: &str| {
-        if let Some(mut f) = h.take() {
-            let _ = writeln!(f, "{line}");
-        }
-    };
+    let handshake = Handshake(Arc::new(Mutex::new(Some(std::fs::File::from(handshake)))));
     // From here on our stdout and stderr are the container's.
     redirect_stdio_to_null()?;
     let id = match cs.resolve(id) {
         Ok(id) => id,
         Err(e) => {
-            answer(&mut handshake, &format!("error 125 {e}"));
+            handshake.answer(&format!("error 125 {e}"));
             return Ok(1);
         }
     };
     let dir = cs.dir(&id);
     let Some(_alive) = StoreLock::try_exclusive(&dir.join("monitor.lock"))? else {
-        answer(&mut handshake, "error 125 the container is already running");
+        handshake.answer("error 125 the container is already running");
         return Ok(1);
     };
     let c = cs.load(&id)?;
@@ -74,14 +69,12 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         let began = Instant::now();
         signals.drain();
         let run = Run::new(&cs, &c, &log, &signals);
-        let mut ran = false;
-        let code = run.once(&mut |ok: std::result::Result<(), (i32, String)>| match ok {
-            Ok(()) => {
-                ran = true;
-                answer(&mut handshake, "running")
-            }
-            Err((code, e)) => answer(&mut handshake, &format!("error {code} {e}")),
-        });
+        let started = Started {
+            handshake: handshake.clone(),
+            ran: Arc::default(),
+        };
+        let code = run.once(&started);
+        let ran = started.ran();
         let state = cs.read_state(&id)?;
         let again =
             ran && !state.stop_requested && c.config.restart.restarts(code, state.restart_count);
@@ -104,6 +97,10 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
             break code;
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
+        if cs.read_state(&id)?.stop_requested {
+            cs.update(&id, |s| s.status = Status::Exited)?;
+            break code;
+        }
     };
     if c.config.auto_remove {
         cs.leave_tombstone(&id, code);
@@ -112,6 +109,42 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         let _ = cs.delete(&c);
     }
     Ok(0)
+}
+
+/// The pipe on which [`Containers::start`] hears, once, whether the
+/// container started.
+#[derive(Clone)]
+struct Handshake(Arc<Mutex<Option<std::fs::File>>>);
+
+impl Handshake {
+    /// Writes `line` if nothing was written yet.
+    fn answer(&self, line: &str) {
+        if let Some(mut f) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Whether one run started: it tells the handshake.
+#[derive(Clone)]
+struct Started {
+    handshake: Handshake,
+    ran: Arc<AtomicBool>,
+}
+
+impl Started {
+    fn ok(&self) {
+        self.ran.store(true, Ordering::SeqCst);
+        self.handshake.answer("running");
+    }
+
+    fn failed(&self, code: i32, message: &str) {
+        self.handshake.answer(&format!("error {code} {message}"));
+    }
+
+    fn ran(&self) -> bool {
+        self.ran.load(Ordering::SeqCst)
+    }
 }
 
 /// A wasm run that signals stop: its interrupt, whether it still runs,
@@ -199,13 +232,13 @@ impl<'a> Run<'a> {
     /// state says `running` (with `run.lock` held) exactly while it runs,
     /// and records the exit (or the failure to start) before the lock is
     /// released.
-    fn once(&self, started: &mut dyn FnMut(std::result::Result<(), (i32, String)>)) -> i32 {
+    fn once(&self, started: &Started) -> i32 {
         let id = &self.c.id;
         let dir = self.cs.dir(id);
         let run_lock = match StoreLock::exclusive(&dir.join("run.lock")) {
             Ok(l) => l,
             Err(e) => {
-                started(Err((exec::EXIT_WHARF_ERROR, e.to_string())));
+                started.failed(exec::EXIT_WHARF_ERROR, &e.to_string());
                 return exec::EXIT_WHARF_ERROR;
             }
         };
@@ -245,12 +278,7 @@ impl<'a> Run<'a> {
         code
     }
 
-    fn failed(
-        &self,
-        started: &mut dyn FnMut(std::result::Result<(), (i32, String)>),
-        e: ContainerError,
-        run_lock: StoreLock,
-    ) -> i32 {
+    fn failed(&self, started: &Started, e: ContainerError, run_lock: StoreLock) -> i32 {
         let code = error_code(&e);
         let _ = self.cs.update(&self.c.id, |s| {
             s.status = Status::Exited;
@@ -261,7 +289,7 @@ impl<'a> Run<'a> {
         });
         let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
         drop(run_lock);
-        started(Err((code, e.to_string())));
+        started.failed(code, &e.to_string());
         code
     }
 
@@ -288,12 +316,12 @@ impl<'a> Run<'a> {
     fn execute(
         &self,
         prepared: Prepared,
-        started: &mut dyn FnMut(std::result::Result<(), (i32, String)>),
+        started: &Started,
     ) -> std::result::Result<exec::Exit, ContainerError> {
         let pumps = self.connect_output()?;
-        started(Ok(()));
         let result = match prepared {
             Prepared::Wasm(p, mut options) => {
+                started.ok();
                 let armed = Armed {
                     interrupt: Interrupt::new(),
                     running: Arc::new(AtomicBool::new(true)),
@@ -317,17 +345,23 @@ impl<'a> Run<'a> {
                     .unwrap_or_else(|e| e.into_inner()) = None;
                 r
             }
-            Prepared::Linux(image, options) => exec::linux::run(
-                self.cs.store(),
-                &image,
-                &options,
-                &self.c.config.linux_options(&self.c.id),
-            )
-            .map(|o| o.exit)
-            .map_err(ContainerError::from),
+            Prepared::Linux(image, options) => {
+                // Started once the init runs: a stop or kill from then on
+                // reaches it.
+                let mut linux = self.c.config.linux_options(&self.c.id);
+                let hook = started.clone();
+                linux.on_start = Some(exec::linux::OnStart(Arc::new(move |_| hook.ok())));
+                exec::linux::run(self.cs.store(), &image, &options, &linux)
+                    .map(|o| o.exit)
+                    .map_err(ContainerError::from)
+            }
         };
-        if let Err(e) = &result {
-            let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
+        match &result {
+            Err(e) => {
+                let _ = self.log.write("stderr", format!("wharf: {e}\n").as_bytes());
+                started.failed(error_code(e), &e.to_string());
+            }
+            Ok(_) => started.ok(),
         }
         // The container's ends of the pipes close: the pumps read what is
         // left and finish, so the log is complete before the exit is

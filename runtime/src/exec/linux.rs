@@ -85,6 +85,20 @@ pub struct LinuxOptions {
     /// The container id (12 hex digits) naming its cgroup, state and
     /// default host name; a fresh one when not given.
     pub id: Option<String>,
+    /// Called once the container's init runs and signals sent to this
+    /// process reach it (what a monitor waits for before saying
+    /// "started").
+    pub on_start: Option<OnStart>,
+}
+
+/// A callback given the host pid of a container's init once it runs.
+#[derive(Clone)]
+pub struct OnStart(pub std::sync::Arc<dyn Fn(i32) + Send + Sync>);
+
+impl std::fmt::Debug for OnStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStart")
+    }
 }
 
 /// The OCI runtime spec for running `image` with `options`. `rootfs` is
@@ -463,7 +477,7 @@ pub fn run(
 
     let spec = runtime_spec(image, &snapshot.rootfs(), options, &named(linux, &id))?;
     write_config(spec, &container.rootfs, &id, &dir)?;
-    let outcome = start_and_wait(store, &id, &dir, options)?;
+    let outcome = start_and_wait(store, &id, &dir, options, linux.on_start.as_ref())?;
     drop(container);
     drop(snapshot);
     Ok(outcome)
@@ -484,7 +498,7 @@ pub fn run_in(
     let bundle = store.temp_dir("container-")?;
     let spec = spec_for("the process", config, rootfs, options, &named(linux, &id))?;
     write_config(spec, rootfs, &id, bundle.path())?;
-    start_and_wait(store, &id, bundle.path(), options)
+    start_and_wait(store, &id, bundle.path(), options, linux.on_start.as_ref())
 }
 
 fn require_root() -> Result<(), RunError> {
@@ -537,6 +551,7 @@ fn start_and_wait(
     id: &str,
     bundle: &Path,
     options: &RunOptions,
+    on_start: Option<&OnStart>,
 ) -> Result<RunOutcome, RunError> {
     let state = store.root().join("wharf/run");
     std::fs::create_dir_all(&state)?;
@@ -558,7 +573,7 @@ fn start_and_wait(
     };
     let out = capture(&options.stdout)?;
     let err = capture(&options.stderr)?;
-    let code = start_and_wait_in(id, bundle, &state, options, &out, &err)?;
+    let code = start_and_wait_in(id, bundle, &state, options, &out, &err, on_start)?;
     let read = |f: Option<std::fs::File>| -> Result<Vec<u8>, RunError> {
         let mut bytes = Vec::new();
         if let Some(mut f) = f {
@@ -582,6 +597,7 @@ fn start_and_wait_in(
     options: &RunOptions,
     out: &Option<std::fs::File>,
     err: &Option<std::fs::File>,
+    on_start: Option<&OnStart>,
 ) -> Result<i32, RunError> {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
@@ -647,6 +663,9 @@ fn start_and_wait_in(
                     for sig in std::mem::take(&mut t.1) {
                         send_signal(t.0, sig);
                     }
+                }
+                if let Some(f) = on_start {
+                    (f.0)(pid.as_raw());
                 }
                 wait_for(pid.as_raw())
             }
