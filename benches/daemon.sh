@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# `wharf daemon` through the Docker Engine API, against runwasi's
+# published figures (containerd's wasm shims, which need containerd and
+# are not packaged here):
+#  - burst: N short wasm containers (probe `exit 0`), C at a time, each
+#    create + start + wait + remove over the API socket: tasks per second,
+#    beside runwasi's best published 330 tasks/s;
+#  - idle memory: M detached wasm containers (probe `tick 0 600000`, which
+#    sleeps), the proportional set size (PSS: shared pages split between
+#    the processes that map them) and the RSS of their monitor processes,
+#    beside runwasi's published 22.7 MB per container.
+#
+# Usage: bash benches/daemon.sh
+#
+# Environment:
+#   WHARF=path     wharf binary (default target/release/wharf)
+#   SKIP_BUILD=1   do not run cargo build --release first
+#   N=1000 C=4     burst size and concurrency
+#   M=100          idle containers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHARF=${WHARF:-target/release/wharf}
+N=${N:-1000}
+C=${C:-4}
+M=${M:-100}
+RUNWASI_TASKS_PER_S=330
+RUNWASI_MB_PER_CONTAINER=22.7
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    cargo build --release -p wharf-cli
+fi
+bash examples/build.sh >/dev/null
+WHARF=$(realpath "$WHARF")
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/wharf-daemonbench.XXXXXX")
+DAEMON=
+cleanup() {
+    "$WHARF" --root "$W/root" ps -aq 2>/dev/null | xargs -r "$WHARF" --root "$W/root" rm -f >/dev/null 2>&1 || true
+    [[ -n "$DAEMON" ]] && kill "$DAEMON" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+"$WHARF" --root "$W/root" build -t probe examples/probe >/dev/null 2>&1
+SOCK="$W/wharf.sock"
+"$WHARF" --root "$W/root" daemon --host "unix://$SOCK" 2>/dev/null &
+DAEMON=$!
+for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
+# Compile the module once (as runwasi's figures are for a warm shim).
+"$WHARF" --root "$W/root" run --rm probe exit 0
+
+echo "== burst: $N containers, $C at a time, create+start+wait+remove over the API"
+python3 - "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" <<'EOF'
+import http.client, json, socket, sys, threading, time
+sock, n, c, peer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+
+class Conn(http.client.HTTPConnection):
+    def __init__(self):
+        super().__init__("localhost")
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(sock)
+
+def call(conn, method, path, body=None):
+    conn.request(method, "/v1.43" + path, body=json.dumps(body) if body else None,
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status >= 300:
+        raise SystemExit(f"{method} {path}: {r.status} {data!r}")
+    return json.loads(data) if data else None
+
+todo = list(range(n))
+lock = threading.Lock()
+codes = []
+def worker():
+    conn = Conn()
+    while True:
+        with lock:
+            if not todo:
+                return
+            todo.pop()
+        cid = call(conn, "POST", "/containers/create", {"Image": "probe", "Cmd": ["exit", "0"]})["Id"]
+        call(conn, "POST", f"/containers/{cid}/start")
+        codes.append(call(conn, "POST", f"/containers/{cid}/wait")["StatusCode"])
+        call(conn, "DELETE", f"/containers/{cid}")
+
+start = time.monotonic()
+threads = [threading.Thread(target=worker) for _ in range(c)]
+for t in threads: t.start()
+for t in threads: t.join()
+took = time.monotonic() - start
+assert len(codes) == n and all(x == 0 for x in codes), codes
+rate = n / took
+print(f"wharf: {n} tasks in {took:.2f} s = {rate:.0f} tasks/s; runwasi (published): {peer:.0f} tasks/s; ratio {rate / peer:.2f}x (target >= 10x)")
+EOF
+
+echo "== idle memory: $M detached wasm containers"
+for i in $(seq "$M"); do
+    "$WHARF" --root "$W/root" run -d probe tick 0 600000 >/dev/null
+done
+sleep 2
+python3 - "$W/root" "$M" "$RUNWASI_MB_PER_CONTAINER" <<'EOF'
+import json, os, sys
+root, m, peer = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+pids = []
+cdir = os.path.join(root, "wharf/containers")
+for cid in os.listdir(cdir):
+    if cid.startswith("."):
+        continue
+    with open(os.path.join(cdir, cid, "state.json")) as f:
+        st = json.load(f)
+    if st.get("status") == "running" and st.get("pid"):
+        pids.append(st["pid"])
+assert len(pids) == m, f"{len(pids)} of {m} running"
+pss = rss = 0
+for p in pids:
+    with open(f"/proc/{p}/smaps_rollup") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            if k == "Pss":
+                pss += int(v.split()[0])
+            elif k == "Rss":
+                rss += int(v.split()[0])
+per_pss = pss / m / 1024
+per_rss = rss / m / 1024
+print(f"wharf: {per_pss:.2f} MB PSS per container ({per_rss:.2f} MB RSS, shared pages counted in each); runwasi (published): {peer} MB; ratio {per_pss / peer:.3f}x (target < 2 MB)")
+EOF
