@@ -275,6 +275,24 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownImage(name.to_owned()))
     }
 
+    /// The descriptor of the manifest or index `digest` in the store,
+    /// named or not (a container's image after its last name went).
+    pub fn root_descriptor(&self, digest: &Digest) -> Result<Descriptor, StoreError> {
+        let bytes = self.read_blob(digest, MAX_MANIFEST_SIZE, "manifest")?;
+        let is_index = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|v| v["manifests"].is_array() && v.get("layers").is_none());
+        let media_type = if is_index {
+            MediaType::ImageIndex
+        } else {
+            MediaType::ImageManifest
+        };
+        Ok(Descriptor::new(
+            media_type,
+            bytes.len() as u64,
+            oci_digest(digest),
+        ))
+    }
+
     fn config_digest_of(&self, d: &Descriptor) -> Option<Digest> {
         let md: Digest = d.digest().to_string().parse().ok()?;
         let bytes = self.read_blob(&md, MAX_MANIFEST_SIZE, "manifest").ok()?;
@@ -584,12 +602,28 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Vec<String>> {
         .parse::<Reference>()
         .is_ok_and(|r| r == tagged.reference)
         && !name.starts_with("sha256:");
+    let digest = descriptor_digest(&tagged.descriptor)?;
+    let last_name = !by_name
+        || store
+            .list()?
+            .iter()
+            .filter(|t| t.descriptor.digest() == tagged.descriptor.digest())
+            .count()
+            <= 1;
+    if last_name && !force {
+        if let Some((holder, _)) = store.leases()?.into_iter().find(|(_, d)| *d == digest) {
+            return Err(StoreError::InUse {
+                image: name.to_owned(),
+                holder: lease_holder_label(&holder),
+            }
+            .into());
+        }
+    }
     let mut removed = Vec::new();
     if by_name {
         store.remove_name(&tagged.reference)?;
         removed.push(tagged.reference.familiar());
     } else {
-        let digest = descriptor_digest(&tagged.descriptor)?;
         let names: Vec<Tagged> = store
             .list()?
             .into_iter()
@@ -622,4 +656,13 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Vec<String>> {
     }
     store.collect_garbage()?;
     Ok(removed)
+}
+
+/// A lease holder as people read it: `container-<id>` is "container
+/// <short id>".
+fn lease_holder_label(holder: &str) -> String {
+    match holder.strip_prefix("container-") {
+        Some(id) => format!("container {}", crate::container::short_id(id)),
+        None => holder.to_owned(),
+    }
 }

@@ -398,6 +398,11 @@ pub struct Containers {
     monitor: Option<MonitorCommand>,
 }
 
+/// The store lease that keeps container `id`'s image.
+fn lease_holder(id: &str) -> String {
+    format!("container-{id}")
+}
+
 /// Nanoseconds since the epoch, now.
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
@@ -433,6 +438,12 @@ impl Containers {
         self.dir.join(id)
     }
 
+    /// Bytes container `id`'s files take: its log, its state and a Linux
+    /// container's writable layer.
+    pub fn size(&self, id: &str) -> u64 {
+        crate::store::dir_size(&self.dir(id))
+    }
+
     /// The json-file log of container `id`.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dir(id).join("log.json")
@@ -447,12 +458,16 @@ impl Containers {
         platform: Option<&str>,
         mut config: ContainerConfig,
     ) -> Result<Container> {
+        // The shared store lock keeps a collection from running between
+        // the lookup and the lease.
+        let store_lock = self.store.lock_shared()?;
         let tagged = self.store.lookup(&config.image)?;
         let image = self.store.load_image(&tagged.descriptor, platform)?;
         config.image_id = image.config_digest.to_string();
         // The root the name points at (an index for multi-platform images;
         // `platform` selects from it again at each start).
-        config.manifest = crate::image::descriptor_digest(&tagged.descriptor)?.to_string();
+        let manifest = crate::image::descriptor_digest(&tagged.descriptor)?;
+        config.manifest = manifest.to_string();
         config.platform = image.platform();
         config.wasm = image.is_wasm();
         let process = image.process();
@@ -478,16 +493,27 @@ impl Containers {
         config.run_options()?;
         config.stop_signal()?;
         let id = random_id()?;
-        let name = match name {
+        // The store lock is held until the container's directory is in
+        // place, so a prune's sweep of leases without a container never
+        // sees this one early.
+        self.store.lease(&lease_holder(&id), &manifest)?;
+        let named = match name {
             Some(n) => {
                 let n = n.trim_start_matches('/');
-                if !valid_name(n) {
-                    return Err(ContainerError::InvalidName(n.to_owned()));
+                if valid_name(n) {
+                    self.claim_name(n, &id).map(|()| n.to_owned())
+                } else {
+                    Err(ContainerError::InvalidName(n.to_owned()))
                 }
-                self.claim_name(n, &id)?;
-                n.to_owned()
             }
-            None => self.generated_name(&id)?,
+            None => self.generated_name(&id),
+        };
+        let name = match named {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.store.release(&lease_holder(&id));
+                return Err(e);
+            }
         };
         let container = Container {
             id: id.clone(),
@@ -515,8 +541,10 @@ impl Containers {
         if let Err(e) = made {
             let _ = fs_err::remove_dir_all(self.dir.join(format!(".new-{id}")));
             let _ = fs_err::remove_file(self.dir.join(".names").join(&name));
+            let _ = self.store.release(&lease_holder(&id));
             return Err(e);
         }
+        drop(store_lock);
         Ok(container)
     }
 
@@ -918,7 +946,58 @@ impl Containers {
         if std::fs::read_to_string(&name).is_ok_and(|holder| holder == c.id) {
             let _ = fs_err::remove_file(&name);
         }
-        fs_err::remove_dir_all(&gone)?;
+        match fs_err::remove_dir_all(&gone) {
+            // A prune's sweep got there first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        self.store.release(&lease_holder(&c.id))?;
+        Ok(())
+    }
+
+    /// Removes every container that is not running (`docker container
+    /// prune`) and returns their ids. A container that starts meanwhile
+    /// is left alone.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for c in self.list()? {
+            if c.state.is_running() || self.monitor_alive(&c.id) {
+                continue;
+            }
+            match self.delete(&c) {
+                Ok(()) => removed.push(c.id),
+                Err(ContainerError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.sweep()?;
+        Ok(removed)
+    }
+
+    /// Cleans up after removals that a crash cut short: half-deleted
+    /// directories, and leases whose container is gone. Creations hold
+    /// the shared store lock until their directory exists, so under the
+    /// exclusive lock a lease without a directory is a leftover.
+    fn sweep(&self) -> Result<()> {
+        let _lock = self.store.lock_exclusive()?;
+        for (holder, _) in self.store.leases()? {
+            if let Some(id) = holder.strip_prefix("container-") {
+                if !self.dir(id).exists() {
+                    self.store.release(&holder)?;
+                }
+            }
+        }
+        for entry in fs_err::read_dir(&self.dir)? {
+            let entry = entry?;
+            // A removal in progress may be deleting it too.
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".removing-")
+            {
+                let _ = fs_err::remove_dir_all(entry.path());
+            }
+        }
         Ok(())
     }
 

@@ -13,12 +13,14 @@
 //! ROOT/wharf/snapshots/<manifest hex>/            unpacked image filesystems
 //! ROOT/wharf/modules/<module hex>/<engine>.cwasm  compiled-module cache
 //! ROOT/wharf/build-cache/<key hex>.json           build step cache
+//! ROOT/wharf/leases/<holder>                      images kept for a holder
 //! ```
 //!
 //! Writes are crash-safe: every file is written to `wharf/tmp`, fsynced,
 //! verified and renamed into place, and the containing directory is fsynced.
 
 mod lock;
+mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -32,6 +34,7 @@ use crate::image::canonical_json;
 use crate::reference::Reference;
 
 pub use lock::StoreLock;
+pub use usage::{CacheRecord, DiskUsage, Pruned, Usage};
 
 /// The annotation that names an image in `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -63,6 +66,14 @@ pub enum StoreError {
     /// An id prefix matches more than one image.
     #[error("image id {0} is ambiguous: it matches more than one image")]
     Ambiguous(String),
+    /// The image is held by a lease (a container uses it).
+    #[error("image {image} is in use by {holder}: remove it first, or use --force to remove only the name")]
+    InUse {
+        /// The image named in the request.
+        image: String,
+        /// The first holder of a lease on it ("container 3f2a1b2c3d4e").
+        holder: String,
+    },
     /// A blob is larger than wharf will read into memory.
     #[error("blob {digest} is {size} bytes, larger than the {limit}-byte limit for a {what}")]
     TooLarge {
@@ -396,6 +407,68 @@ impl Store {
         Ok(removed)
     }
 
+    // ---- leases --------------------------------------------------------
+
+    /// Keeps the image whose manifest or index is `root`, and everything it
+    /// reaches, for `holder` (`container-<id>`), whether or not a name
+    /// still points at it, until [`Store::release`]. Garbage collection
+    /// treats leases as roots; removing the last name of a leased image
+    /// needs `force`. Take the shared store lock around the lookup and
+    /// the lease, so no collection runs in between.
+    pub fn lease(&self, holder: &str, root: &Digest) -> Result<()> {
+        let path = self.lease_path(holder)?;
+        fs_err::create_dir_all(self.meta_dir().join("leases"))?;
+        self.write_file_atomic(&path, root.to_string().as_bytes())
+    }
+
+    /// Ends `holder`'s lease (if it has one).
+    pub fn release(&self, holder: &str) -> Result<()> {
+        match fs_err::remove_file(self.lease_path(holder)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every lease: holder and leased root.
+    pub fn leases(&self) -> Result<Vec<(String, Digest)>> {
+        let mut out = Vec::new();
+        let rd = match fs_err::read_dir(self.meta_dir().join("leases")) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in rd {
+            let entry = entry?;
+            let holder = entry.file_name().to_string_lossy().into_owned();
+            if holder.starts_with('.') {
+                continue;
+            }
+            let text = fs_err::read_to_string(entry.path())?;
+            let digest = text
+                .trim()
+                .parse::<Digest>()
+                .map_err(|e| StoreError::BadMetadata {
+                    path: entry.path(),
+                    reason: e.to_string(),
+                })?;
+            out.push((holder, digest));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn lease_path(&self, holder: &str) -> Result<PathBuf> {
+        let ok = !holder.is_empty()
+            && !holder.starts_with('.')
+            && holder
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(io::Error::other(format!("invalid lease holder {holder:?}")).into());
+        }
+        Ok(self.meta_dir().join("leases").join(holder))
+    }
+
     // ---- derived data --------------------------------------------------
 
     /// Records that the blob `digest` exists in `repository`
@@ -466,22 +539,33 @@ impl Store {
     /// imports and run setups to finish. Returns the number of bytes freed.
     pub fn collect_garbage(&self) -> Result<u64> {
         let _lock = self.lock_exclusive()?;
+        self.collect_garbage_locked()
+    }
+
+    /// The blobs and manifests reached from the index's roots and from
+    /// leases (`with_index: false`: from leases only).
+    fn live(&self, with_index: bool) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
         let mut live_blobs = BTreeSet::new();
         let mut live_manifests = BTreeSet::new();
-        let mut live_modules = BTreeSet::new();
-        for d in self.roots()? {
-            let digest: Digest = d
-                .digest()
-                .to_string()
-                .parse()
-                .map_err(|e: crate::digest::DigestError| io::Error::other(e.to_string()))?;
-            self.mark(
-                &digest,
-                d.media_type(),
-                &mut live_blobs,
-                &mut live_manifests,
-            )?;
+        let mut roots = Vec::new();
+        if with_index {
+            for d in self.roots()? {
+                roots.push((descriptor_digest_io(&d)?, d.media_type().clone()));
+            }
         }
+        for (_, d) in self.leases()? {
+            roots.push((d, MediaType::ImageManifest));
+        }
+        for (digest, media_type) in roots {
+            self.mark(&digest, &media_type, &mut live_blobs, &mut live_manifests)?;
+        }
+        Ok((live_blobs, live_manifests))
+    }
+
+    /// [`Store::collect_garbage`] with the exclusive lock already held.
+    fn collect_garbage_locked(&self) -> Result<u64> {
+        let (live_blobs, live_manifests) = self.live(true)?;
+        let mut live_modules = BTreeSet::new();
         let mut freed = 0;
         // Snapshots of images that are gone; remember modules of the rest.
         for entry in fs_err::read_dir(self.meta_dir().join("snapshots"))? {
@@ -568,12 +652,15 @@ impl Store {
         if !live.insert(digest.clone()) {
             return Ok(());
         }
-        let is_index = matches!(media_type, MediaType::ImageIndex)
-            || media_type.to_string() == crate::image::DOCKER_MANIFEST_LIST;
         if !self.has_blob(digest) {
             return Ok(());
         }
         let bytes = self.read_blob(digest, MAX_MANIFEST_SIZE, "manifest")?;
+        // A lease names a digest without a media type: the content says.
+        let is_index = matches!(media_type, MediaType::ImageIndex)
+            || media_type.to_string() == crate::image::DOCKER_MANIFEST_LIST
+            || serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|v| v["manifests"].is_array() && v.get("layers").is_none());
         if is_index {
             let idx: ImageIndex =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata {
@@ -616,6 +703,13 @@ impl Store {
     }
 }
 
+fn descriptor_digest_io(d: &Descriptor) -> Result<Digest> {
+    d.digest()
+        .to_string()
+        .parse()
+        .map_err(|e: crate::digest::DigestError| io::Error::other(e.to_string()).into())
+}
+
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations()
         .as_ref()?
@@ -623,7 +717,8 @@ fn ref_name(d: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn dir_size(p: &Path) -> u64 {
+/// Bytes the files under `p` take (0 for what cannot be read).
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
