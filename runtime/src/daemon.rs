@@ -139,10 +139,10 @@ impl From<crate::Error> for Failure {
             | crate::Error::Image(ImageError::Store(StoreError::UnknownImage(_))) => {
                 StatusCode::NOT_FOUND
             }
-            crate::Error::Store(StoreError::Ambiguous(_))
-            | crate::Error::Image(ImageError::Store(StoreError::Ambiguous(_))) => {
-                StatusCode::CONFLICT
-            }
+            crate::Error::Store(StoreError::Ambiguous(_) | StoreError::InUse { .. })
+            | crate::Error::Image(ImageError::Store(
+                StoreError::Ambiguous(_) | StoreError::InUse { .. },
+            )) => StatusCode::CONFLICT,
             crate::Error::Reference(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -328,6 +328,7 @@ impl Api {
             (&Method::GET, ["info"]) => self.info().await,
             (&Method::GET, ["images", "json"]) => self.images().await,
             (&Method::POST, ["images", "create"]) => self.pull(&q, req.headers()).await,
+            (&Method::POST, ["images", "prune"]) => self.prune_images(&q).await,
             (_, ["images", ..]) => self.image_route(&method, path, &q, req.headers()).await,
             (&Method::POST, ["containers", "create"]) => self.create(&q, req).await,
             (&Method::GET, ["containers", "json"]) => self.list(&q).await,
@@ -340,6 +341,17 @@ impl Api {
             (&Method::GET, ["containers", id, "logs"]) => self.logs(id, &q).await,
             (&Method::POST, ["containers", id, "attach"]) => self.attach(id, &q, req).await,
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
+            (&Method::POST, ["containers", "prune"]) => self.prune_containers().await,
+            (&Method::POST, ["build", "prune"]) => self.prune_build_cache().await,
+            // Nothing to prune: wharf keeps no network or volume objects.
+            (&Method::POST, ["networks", "prune"]) => {
+                json_reply(StatusCode::OK, &json!({ "NetworksDeleted": [] }))
+            }
+            (&Method::POST, ["volumes", "prune"]) => json_reply(
+                StatusCode::OK,
+                &json!({ "VolumesDeleted": [], "SpaceReclaimed": 0 }),
+            ),
+            (&Method::GET, ["system", "df"]) => self.disk_usage().await,
             // wharf has no network, volume or plugin objects: a lookup by
             // name finds none (how `docker inspect NAME` searches).
             (&Method::GET, ["networks", name]) => Err(Failure(
@@ -359,6 +371,127 @@ impl Api {
                 format!("wharf does not implement {method} {path}"),
             )),
         }
+    }
+
+    /// `POST /containers/prune`: every container that is not running.
+    async fn prune_containers(&self) -> Reply {
+        let cs = self.containers.clone();
+        let v = blocking(move || {
+            let sizes: HashMap<String, u64> = cs
+                .list()?
+                .iter()
+                .map(|c| (c.id.clone(), cs.size(&c.id)))
+                .collect();
+            let removed = cs.prune()?;
+            let reclaimed: u64 = removed.iter().filter_map(|id| sizes.get(id)).sum();
+            Ok(json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }))
+        })
+        .await?;
+        json_reply(StatusCode::OK, &v)
+    }
+
+    /// `POST /images/prune`: unnamed images, or with the filter
+    /// `dangling=false` (`docker image prune -a`) every image no
+    /// container uses.
+    async fn prune_images(&self, q: &Query) -> Reply {
+        let filters: Value = q
+            .get("filters")
+            .and_then(|f| serde_json::from_str(f).ok())
+            .unwrap_or(Value::Null);
+        let all = filter_values(&filters, "dangling")
+            .iter()
+            .any(|v| matches!(v.as_str(), "false" | "0" | "False"));
+        let store = self.containers.store().clone();
+        let v = blocking(move || {
+            let pruned = store.prune_images(all).map_err(crate::Error::from)?;
+            let deleted: Vec<Value> = pruned
+                .images
+                .iter()
+                .map(|n| match n.starts_with("sha256:") {
+                    true => json!({ "Deleted": n }),
+                    false => json!({ "Untagged": n }),
+                })
+                .collect();
+            Ok(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": pruned.reclaimed }))
+        })
+        .await?;
+        json_reply(StatusCode::OK, &v)
+    }
+
+    /// `POST /build/prune`: the whole build cache.
+    async fn prune_build_cache(&self) -> Reply {
+        let store = self.containers.store().clone();
+        let v = blocking(move || {
+            let keys: Vec<String> = store
+                .build_cache_entries()
+                .map_err(crate::Error::from)?
+                .iter()
+                .map(|e| e.key.hex().to_owned())
+                .collect();
+            let pruned = store.prune_build_cache().map_err(crate::Error::from)?;
+            Ok(json!({ "CachesDeleted": keys, "SpaceReclaimed": pruned.reclaimed }))
+        })
+        .await?;
+        json_reply(StatusCode::OK, &v)
+    }
+
+    /// `GET /system/df`: images (with how many containers use each),
+    /// containers with their sizes, and build-cache entries.
+    async fn disk_usage(&self) -> Reply {
+        let cs = self.containers.clone();
+        let v = blocking(move || {
+            let store = cs.store();
+            let usage = store.disk_usage().map_err(crate::Error::from)?;
+            let list = cs.list()?;
+            let mut images = image_list(store)?;
+            for img in images.as_array_mut().into_iter().flatten() {
+                let id = img["Id"].as_str().unwrap_or_default().to_owned();
+                let n = list.iter().filter(|c| c.config.image_id == id).count();
+                img["Containers"] = json!(n);
+                img["SharedSize"] = json!(0);
+            }
+            let containers: Vec<Value> = list
+                .iter()
+                .map(|c| {
+                    let mut v = docker::summary(c);
+                    v["SizeRw"] = json!(cs.size(&c.id));
+                    v["SizeRootFs"] = json!(0);
+                    v
+                })
+                .collect();
+            let cache: Vec<Value> = store
+                .build_cache_entries()
+                .map_err(crate::Error::from)?
+                .iter()
+                .map(|e| {
+                    let at = e
+                        .modified
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    json!({
+                        "ID": e.key.hex(),
+                        "Parent": "",
+                        "Type": "regular",
+                        "Description": "wharf build step",
+                        "InUse": false,
+                        "Shared": false,
+                        "Size": e.size,
+                        "CreatedAt": crate::build::rfc3339(at),
+                        "LastUsedAt": crate::build::rfc3339(at),
+                        "UsageCount": 1,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "LayersSize": usage.images.size + usage.snapshots.size + usage.modules.size,
+                "Images": images,
+                "Containers": containers,
+                "Volumes": [],
+                "BuildCache": cache,
+            }))
+        })
+        .await?;
+        json_reply(StatusCode::OK, &v)
     }
 
     async fn info(&self) -> Reply {
@@ -397,42 +530,7 @@ impl Api {
 
     async fn images(&self) -> Reply {
         let store = self.containers.store().clone();
-        let v = blocking(move || {
-            let rows = crate::image::summaries(&store).map_err(crate::Error::from)?;
-            // One entry per image id, with all its names.
-            let mut by_id: Vec<(String, Value)> = Vec::new();
-            for r in rows {
-                let tag = if r.tag == "<none>" {
-                    None
-                } else {
-                    Some(format!("{}:{}", r.repository, r.tag))
-                };
-                if let Some((_, v)) = by_id.iter_mut().find(|(id, _)| *id == r.id) {
-                    if let (Some(t), Some(tags)) = (tag, v["RepoTags"].as_array_mut()) {
-                        tags.push(t.into());
-                    }
-                    continue;
-                }
-                let created = parse_rfc3339_secs(&r.created_at).unwrap_or(0);
-                by_id.push((
-                    r.id.clone(),
-                    json!({
-                        "Id": r.id,
-                        "ParentId": "",
-                        "RepoTags": tag.into_iter().collect::<Vec<_>>(),
-                        "RepoDigests": [format!("{}@{}", r.repository, r.digest)],
-                        "Created": created,
-                        "Size": r.size,
-                        "SharedSize": -1,
-                        "VirtualSize": r.size,
-                        "Labels": {},
-                        "Containers": -1,
-                    }),
-                ));
-            }
-            Ok(Value::Array(by_id.into_iter().map(|(_, v)| v).collect()))
-        })
-        .await?;
+        let v = blocking(move || image_list(&store)).await?;
         json_reply(StatusCode::OK, &v)
     }
 
@@ -847,6 +945,43 @@ impl Api {
 }
 
 /// One line of a JSON progress stream.
+/// `GET /images/json`: one entry per image id, with all its names.
+fn image_list(store: &crate::store::Store) -> Result<Value, Failure> {
+    let rows = crate::image::summaries(store).map_err(crate::Error::from)?;
+    // One entry per image id, with all its names.
+    let mut by_id: Vec<(String, Value)> = Vec::new();
+    for r in rows {
+        let tag = if r.tag == "<none>" {
+            None
+        } else {
+            Some(format!("{}:{}", r.repository, r.tag))
+        };
+        if let Some((_, v)) = by_id.iter_mut().find(|(id, _)| *id == r.id) {
+            if let (Some(t), Some(tags)) = (tag, v["RepoTags"].as_array_mut()) {
+                tags.push(t.into());
+            }
+            continue;
+        }
+        let created = parse_rfc3339_secs(&r.created_at).unwrap_or(0);
+        by_id.push((
+            r.id.clone(),
+            json!({
+                "Id": r.id,
+                "ParentId": "",
+                "RepoTags": tag.into_iter().collect::<Vec<_>>(),
+                "RepoDigests": [format!("{}@{}", r.repository, r.digest)],
+                "Created": created,
+                "Size": r.size,
+                "SharedSize": -1,
+                "VirtualSize": r.size,
+                "Labels": {},
+                "Containers": -1,
+            }),
+        ));
+    }
+    Ok(Value::Array(by_id.into_iter().map(|(_, v)| v).collect()))
+}
+
 fn line(v: Value) -> Bytes {
     let mut b = serde_json::to_vec(&v).expect("json");
     b.extend_from_slice(b"\r\n");
@@ -1063,33 +1198,39 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
     })
 }
 
+/// The values of filter `key`: both `{"name":["x"]}` and the older
+/// `{"name":{"x":true}}`.
+fn filter_values(filters: &Value, key: &str) -> Vec<String> {
+    match &filters[key] {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Value::Object(o) => o.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Docker's `filters` of the container list: `id`, `name`, `status`,
 /// `label` (key or key=value).
 fn matches_filters(c: &container::Container, filters: &Value) -> bool {
     let Some(map) = filters.as_object() else {
         return true;
     };
-    map.iter().all(|(key, values)| {
-        // Both `{"name":["x"]}` and the older `{"name":{"x":true}}`.
-        let wanted: Vec<String> = match values {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return true,
-        };
-        wanted.iter().any(|w| match key.as_str() {
-            "id" => c.id.starts_with(w.as_str()),
-            "name" => c.name.contains(w.trim_start_matches('/')),
-            "status" => c.state.status.as_str() == w,
-            "label" => match w.split_once('=') {
-                Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
-                None => c.config.labels.contains_key(w),
-            },
-            "ancestor" => c.config.image == *w || c.config.image_id.contains(w.as_str()),
-            _ => true,
-        })
+    map.keys().all(|key| {
+        let wanted = filter_values(filters, key);
+        wanted.is_empty()
+            || wanted.iter().any(|w| match key.as_str() {
+                "id" => c.id.starts_with(w.as_str()),
+                "name" => c.name.contains(w.trim_start_matches('/')),
+                "status" => c.state.status.as_str() == w,
+                "label" => match w.split_once('=') {
+                    Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
+                    None => c.config.labels.contains_key(w),
+                },
+                "ancestor" => c.config.image == *w || c.config.image_id.contains(w.as_str()),
+                _ => true,
+            })
     })
 }
 
