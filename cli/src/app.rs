@@ -118,6 +118,9 @@ enum Command {
     Logs(commands::container::LogsArgs),
     /// Serve the Docker Engine API on a Unix socket.
     Daemon(commands::daemon::Args),
+    /// Prune unused data and show disk usage.
+    #[command(subcommand)]
+    System(commands::system::Command),
     /// The process that owns a running container (started by wharf).
     #[command(hide = true)]
     ContainerMonitor {
@@ -169,6 +172,7 @@ pub fn main_full() -> ExitCode {
         Command::Ps(a) => commands::container::ps(&store, a),
         Command::Logs(a) => commands::container::logs(&store, a),
         Command::Daemon(a) => commands::daemon::run(&store, a),
+        Command::System(c) => commands::system::run(&store, c),
         Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),
     }))
 }

@@ -15,21 +15,6 @@ pub struct Args {
     quiet: bool,
 }
 
-fn human(size: u64) -> String {
-    let units = ["B", "kB", "MB", "GB"];
-    let mut s = size as f64;
-    let mut u = 0;
-    while s >= 1000.0 && u < units.len() - 1 {
-        s /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{size}B")
-    } else {
-        format!("{s:.3}{}", units[u]).replace(".000", "")
-    }
-}
-
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let rows = super::lib(wharf::image::summaries(store))?;
@@ -67,7 +52,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
                 r.tag,
                 id,
                 r.created_at,
-                human(r.size),
+                super::human_size(r.size),
                 r.platform
             )?;
         }

@@ -12,6 +12,7 @@ pub mod run;
 pub mod save;
 pub mod serve;
 pub mod share;
+pub mod system;
 pub mod tag;
 
 /// Wraps a library error so `main` can map it to an exit code.
@@ -34,4 +35,23 @@ pub fn parse_opt<T>(
     parse: fn(&str) -> Result<T, String>,
 ) -> anyhow::Result<Option<T>> {
     value.map(parse).transpose().map_err(anyhow::Error::msg)
+}
+
+/// A size as Docker prints it: decimal units, up to three decimals
+/// (`1.5MB`, `812B`).
+pub fn human_size(size: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut s = size as f64;
+    let mut u = 0;
+    while s >= 1000.0 && u < units.len() - 1 {
+        s /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{size}B")
+    } else {
+        let text = format!("{s:.3}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!("{text}{}", units[u])
+    }
 }

@@ -5,7 +5,8 @@ use wharf::store::Store;
 /// Arguments of `wharf rmi`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Remove an image id with several names.
+    /// Remove an image id with several names, or the last name of an
+    /// image a container uses (the container keeps the image itself).
     #[arg(short, long)]
     force: bool,
     /// Image names or ids.

@@ -118,7 +118,12 @@ impl Display {
             match e {
                 Event::Exists { digest, .. } => eprintln!("{}: exists", short(&digest)),
                 Event::Finished { digest, size } => {
-                    eprintln!("{}: {} {}", short(&digest), self.verb, human(size))
+                    eprintln!(
+                        "{}: {} {}",
+                        short(&digest),
+                        self.verb,
+                        super::human_size(size)
+                    )
                 }
                 Event::Mounted { digest, from } => {
                     eprintln!("{}: mounted from {from}", short(&digest))
@@ -169,15 +174,6 @@ impl Display {
 
 fn short(d: &Digest) -> String {
     d.hex()[..12].to_owned()
-}
-
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 /// Pulls `reference` with `display`; used by `pull` and by `run` for a
