@@ -195,6 +195,26 @@ fn the_docker_cli_drives_wasm_containers() {
     // The CLI and the daemon share one store: wharf sees what docker made.
     d.docker_ok(&["run", "-d", "--name", "shared", "probe", "exit", "0"]);
     assert_eq!(env.wharf(&["wait", "shared"]).ok().stdout.trim(), "0");
+
+    // Disk usage and pruning: the image of a container stays.
+    d.docker_ok(&["run", "-d", "--name", "busy", "probe", "tick", "0", "100"]);
+    let df = d.docker_ok(&["system", "df"]);
+    assert!(df.contains("Images") && df.contains("Build Cache"), "{df}");
+    let o = d.docker(&["rmi", "probe"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in use by container"), "{err}");
+    let pruned = d.docker_ok(&["system", "prune", "-a", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let ps = d.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(
+        ps, "busy\n",
+        "stopped containers went, the running one stayed"
+    );
+    assert!(d.docker_ok(&["images"]).contains("probe"));
+    d.docker_ok(&["rm", "-f", "busy"]);
+    d.docker_ok(&["system", "prune", "-a", "-f"]);
+    assert!(!d.docker_ok(&["images"]).contains("probe"));
 }
 
 #[test]

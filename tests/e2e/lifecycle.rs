@@ -213,3 +213,111 @@ fn container_errors_are_one_line() {
     assert_eq!(r.code, 127, "{}", r.stderr);
     assert!(r.stderr.contains("/nope.wasm"), "{}", r.stderr);
 }
+
+/// `system df --format json`: the row of `kind` (total, active, size,
+/// reclaimable).
+fn df(env: &Env, kind: &str) -> serde_json::Value {
+    let out = env.wharf(&["system", "df", "--format", "json"]).ok().stdout;
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} row in {out}"))
+}
+
+fn blob_count(env: &Env) -> usize {
+    env.store_state()
+        .iter()
+        .filter(|(p, _)| p.starts_with("blobs/sha256/"))
+        .count()
+}
+
+#[test]
+fn system_prune_keeps_what_containers_use() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    env.build_example("hello", "hello");
+
+    env.wharf(&["run", "-d", "--name", "busy", "probe", "tick", "0", "100"])
+        .ok();
+    env.wharf(&["run", "-d", "--name", "done", "hello"]).ok();
+    assert_eq!(env.wharf(&["wait", "done"]).ok().stdout.trim(), "0");
+
+    let images = df(&env, "Images");
+    assert_eq!(images["total"], 2, "{images}");
+    assert_eq!(images["active"], 2, "probe and hello have containers");
+    let containers = df(&env, "Containers");
+    assert_eq!(
+        (containers["total"].as_u64(), containers["active"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let table = env.wharf(&["system", "df"]).ok().stdout;
+    assert!(
+        table.starts_with("TYPE") && table.contains("Build Cache"),
+        "{table}"
+    );
+
+    // An image a container uses keeps its last name unless forced; forced,
+    // only the name goes and the container still starts.
+    env.wharf(&["rmi", "probe"])
+        .fails(125, "in use by container");
+    assert!(env.wharf(&["images"]).ok().stdout.contains("probe"));
+    env.wharf(&["rmi", "-f", "probe"]).ok();
+    assert!(!env.wharf(&["images"]).ok().stdout.contains("probe"));
+    // (`rmi` collected garbage.) Blobs no name reaches: the first `junk`
+    // after its tag moved on.
+    let ctx = env.context(
+        "junk",
+        &[("Dockerfile", b"FROM scratch\nCOPY a /a\n"), ("a", b"1")],
+    );
+    env.wharf(&["build", "-t", "junk", ctx.to_str().unwrap()])
+        .ok();
+    std::fs::write(ctx.join("a"), "2").unwrap();
+    env.wharf(&["build", "-t", "junk", ctx.to_str().unwrap()])
+        .ok();
+
+    // Declined: nothing goes.
+    let images_state = || {
+        let mut s = env.store_state();
+        s.retain(|(p, _)| !p.starts_with("wharf/containers/"));
+        s
+    };
+    let before = images_state();
+    env.wharf_stdin(&["system", "prune"], "n\n")
+        .fails(1, "nothing removed");
+    assert_eq!(images_state(), before);
+    assert!(env.wharf(&["ps", "-a"]).ok().stdout.contains("done"));
+
+    let blobs = blob_count(&env);
+    let out = env.wharf(&["system", "prune", "-f"]).ok().stdout;
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let ps = env.wharf(&["ps", "-a"]).ok().stdout;
+    assert!(ps.contains("busy") && !ps.contains("done"), "{ps}");
+    assert!(blob_count(&env) < blobs, "the unreferenced junk blobs went");
+    let names = env.wharf(&["images"]).ok().stdout;
+    assert!(
+        names.contains("hello") && names.contains("junk"),
+        "named images stay: {names}"
+    );
+
+    // -a: every image no container uses; the running container's image
+    // (unnamed now) stays and it restarts from it.
+    env.wharf(&["system", "prune", "-a", "-f"]).ok();
+    let names = env.wharf(&["images", "-q"]).ok().stdout;
+    assert!(names.trim().is_empty(), "{names}");
+    assert_eq!(df(&env, "Images")["total"], 1);
+    env.wharf(&["restart", "-t", "1", "busy"]).ok();
+    eventually("ticks after the restart", || {
+        inspect(&env, "busy")["State"]["Status"] == "running"
+            && env.wharf(&["logs", "busy"]).stdout.contains("tick")
+    });
+    env.wharf(&["rm", "-f", "busy"]).ok();
+    env.wharf(&["system", "prune", "-a", "-f"]).ok();
+    assert_eq!(blob_count(&env), 0, "{:?}", env.store_state());
+    let images = df(&env, "Images");
+    assert_eq!(
+        (images["total"].as_u64(), images["size"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
