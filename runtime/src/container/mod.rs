@@ -379,15 +379,25 @@ impl std::str::FromStr for WaitCondition {
     }
 }
 
-/// The program (and leading arguments) that runs a container's monitor;
-/// the container id is appended. The CLI names itself:
-/// `wharf-full --root ROOT container-monitor`.
+/// The program (and leading arguments) that hosts container processes.
+/// It must understand two subcommands after `args`: `container-monitor ID`
+/// (runs [`run_monitor`]) and `exec [-i] [-e K=V]... [-w DIR] [-u USER]
+/// -- ID CMD...` (runs [`Containers::exec`]). The CLI names itself:
+/// `wharf-full --root ROOT`.
 #[derive(Debug, Clone)]
 pub struct MonitorCommand {
     /// The executable.
     pub program: PathBuf,
-    /// Arguments before the container id.
+    /// Arguments before the subcommand.
     pub args: Vec<OsString>,
+}
+
+impl MonitorCommand {
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.args);
+        c
+    }
 }
 
 /// The containers of one store.
@@ -757,8 +767,9 @@ impl Containers {
             .append(true)
             .open(dir.join("monitor.log"))?;
         use std::os::unix::process::CommandExt as _;
-        let mut child = std::process::Command::new(&monitor.program)
-            .args(&monitor.args)
+        let mut child = monitor
+            .command()
+            .arg("container-monitor")
             .arg(&c.id)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -1001,6 +1012,74 @@ impl Containers {
         Ok(())
     }
 
+    /// The image container `c` runs, by the digest its lease keeps
+    /// (named or not).
+    pub(crate) fn image_of(&self, c: &Container) -> Result<crate::image::Image> {
+        let config = &c.config;
+        let descriptor = config
+            .manifest
+            .parse()
+            .ok()
+            .and_then(|d| self.store.root_descriptor(&d).ok())
+            .ok_or_else(|| {
+                ContainerError::Invalid(format!(
+                    "the image of this container ({}, {}) is no longer in the store",
+                    config.image, config.image_id
+                ))
+            })?;
+        Ok(self.store.load_image(&descriptor, Some(&config.platform))?)
+    }
+
+    /// Runs a further process in a running Linux container (`docker
+    /// exec`) and returns its exit code. Wasm containers have no process
+    /// to join: a guest is one instance.
+    pub fn exec(&self, what: &str, options: crate::exec::linux::ExecOptions) -> Result<i32> {
+        let c = self.get(what)?;
+        if c.config.wasm {
+            return Err(ContainerError::Invalid(format!(
+                "container {} runs a wasm guest: exec needs a Linux container (a wasm guest is a single instance, with no processes to join)",
+                short_id(&c.id)
+            )));
+        }
+        if !c.state.is_running() {
+            return Err(ContainerError::NotRunning(c.id));
+        }
+        let image = self.image_of(&c)?;
+        Ok(crate::exec::linux::exec(
+            &self.store,
+            &image,
+            &short_id(&c.id),
+            options,
+        )?)
+    }
+
+    /// A command that runs `options` (its files aside) in container `id`
+    /// through the host's program: `exec` for a process that must not
+    /// fork container processes itself (the daemon, with its threads).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        options: &crate::exec::linux::ExecOptions,
+    ) -> Result<std::process::Command> {
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        let mut c = monitor.command();
+        c.arg("exec");
+        if options.stdin {
+            c.arg("-i");
+        }
+        for kv in &options.env {
+            c.arg("-e").arg(kv);
+        }
+        if let Some(w) = &options.workdir {
+            c.arg("-w").arg(w);
+        }
+        if let Some(u) = &options.user {
+            c.arg("-u").arg(u);
+        }
+        c.arg("--").arg(id).args(&options.argv);
+        Ok(c)
+    }
+
     /// Waits for `condition` and returns the exit code. `Removed` also
     /// returns when the container exits without being removed (no `--rm`)
     /// and is then removed by someone else.
@@ -1161,7 +1240,8 @@ fn valid_name(n: &str) -> bool {
         && n.len() <= 128
 }
 
-fn random_id() -> Result<String> {
+/// A fresh 64-hex-digit id (container or exec instance).
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     fs_err::File::open("/dev/urandom")?.read_exact(&mut b)?;
     // Docker never gives an all-digit short id (it would read as a number).

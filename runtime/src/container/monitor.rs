@@ -296,20 +296,7 @@ impl<'a> Run<'a> {
     fn prepare(&self) -> Result<Prepared> {
         let store = self.cs.store();
         let config = &self.c.config;
-        // By digest: the container's lease keeps the image after its
-        // last name goes.
-        let descriptor = config
-            .manifest
-            .parse()
-            .ok()
-            .and_then(|d| store.root_descriptor(&d).ok())
-            .ok_or_else(|| {
-                ContainerError::Invalid(format!(
-                    "the image of this container ({}, {}) is no longer in the store",
-                    config.image, config.image_id
-                ))
-            })?;
-        let image = store.load_image(&descriptor, Some(&config.platform))?;
+        let image = self.cs.image_of(self.c)?;
         let options = config.run_options()?;
         if image.is_wasm() {
             let p = exec::prepare_image(store, &config.image, &image, &options)?;

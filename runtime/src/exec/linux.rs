@@ -599,56 +599,22 @@ fn start_and_wait_in(
     err: &Option<std::fs::File>,
     on_start: Option<&OnStart>,
 ) -> Result<i32, RunError> {
-    use libcontainer::container::builder::ContainerBuilder;
-    use libcontainer::syscall::syscall::SyscallType;
-    use std::sync::{Arc, Mutex};
-
     let engine = |e: libcontainer::error::LibcontainerError| {
         RunError::Unsupported(format!("container {id}: {e}"))
     };
-    // The container's init is a grandchild: as a subreaper wharf still
-    // gets its exit status.
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-        .map_err(std::io::Error::from)?;
-    let mut signals = signal_hook::iterator::Signals::new(FORWARDED)?;
-    let handle = signals.handle();
-    // The init's pid once known, and the signals that came before it.
-    let target: Arc<Mutex<(i32, Vec<i32>)>> = Arc::default();
-    let forward_to = target.clone();
-    let forwarder = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            let mut t = forward_to.lock().expect("signal target lock");
-            if t.0 == 0 {
-                t.1.push(sig);
-            } else {
-                send_signal(t.0, sig);
-            }
-        }
-    });
-
-    let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-        .with_root_path(state)
-        .map_err(engine)?;
-    if !options.stdin {
-        builder = builder.with_stdin(std::fs::File::open("/dev/null")?);
-    }
-    match (&options.stdout, out) {
-        (super::Stdio::Null, _) => {
-            builder = builder.with_stdout(std::fs::File::create("/dev/null")?)
-        }
-        (_, Some(f)) => builder = builder.with_stdout(f.try_clone()?),
-        _ => {}
-    }
-    match (&options.stderr, err) {
-        (super::Stdio::Null, _) => {
-            builder = builder.with_stderr(std::fs::File::create("/dev/null")?)
-        }
-        (_, Some(f)) => builder = builder.with_stderr(f.try_clone()?),
-        _ => {}
-    }
+    let stdout = match (&options.stdout, out) {
+        (super::Stdio::Null, _) => Some(std::fs::File::create("/dev/null")?),
+        (_, Some(f)) => Some(f.try_clone()?),
+        _ => None,
+    };
+    let stderr = match (&options.stderr, err) {
+        (super::Stdio::Null, _) => Some(std::fs::File::create("/dev/null")?),
+        (_, Some(f)) => Some(f.try_clone()?),
+        _ => None,
+    };
+    let forwarder = Forwarder::start()?;
     let result = (|| {
-        let mut container = builder
-            .with_executor(super::seccomp::SeccompExecutor)
+        let mut container = builder(id, state, options.stdin, stdout, stderr)?
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(false)
@@ -657,13 +623,7 @@ fn start_and_wait_in(
         let started = container.start().map_err(engine);
         let code = match (started, container.pid()) {
             (Ok(()), Some(pid)) => {
-                {
-                    let mut t = target.lock().expect("signal target lock");
-                    t.0 = pid.as_raw();
-                    for sig in std::mem::take(&mut t.1) {
-                        send_signal(t.0, sig);
-                    }
-                }
+                forwarder.target(pid.as_raw());
                 if let Some(f) = on_start {
                     (f.0)(pid.as_raw());
                 }
@@ -677,9 +637,225 @@ fn start_and_wait_in(
         let _ = container.delete(true);
         code
     })();
-    handle.close();
-    let _ = forwarder.join();
+    forwarder.stop();
     result
+}
+
+/// A libcontainer builder for container `id` (state under `state`) with
+/// stdin from /dev/null unless `stdin`, and stdout/stderr to the files
+/// given (else inherited).
+fn builder(
+    id: &str,
+    state: &Path,
+    stdin: bool,
+    stdout: Option<std::fs::File>,
+    stderr: Option<std::fs::File>,
+) -> Result<libcontainer::container::builder::ContainerBuilder, RunError> {
+    use libcontainer::container::builder::ContainerBuilder;
+    use libcontainer::syscall::syscall::SyscallType;
+    let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_root_path(state)
+        .map_err(|e| RunError::Unsupported(format!("container {id}: {e}")))?
+        .with_executor(super::seccomp::SeccompExecutor);
+    if !stdin {
+        builder = builder.with_stdin(std::fs::File::open("/dev/null")?);
+    }
+    if let Some(f) = stdout {
+        builder = builder.with_stdout(f);
+    }
+    if let Some(f) = stderr {
+        builder = builder.with_stderr(f);
+    }
+    Ok(builder)
+}
+
+/// Passes the [`FORWARDED`] signals this process gets on to a container
+/// process once its pid is known; those that come earlier wait for it.
+/// Also makes this process a subreaper: the container's process is a
+/// grandchild, and its exit status must still reach this process.
+struct Forwarder {
+    target: std::sync::Arc<std::sync::Mutex<(i32, Vec<i32>)>>,
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Forwarder {
+    fn start() -> Result<Forwarder, RunError> {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .map_err(std::io::Error::from)?;
+        let mut signals = signal_hook::iterator::Signals::new(FORWARDED)?;
+        let handle = signals.handle();
+        let target: std::sync::Arc<std::sync::Mutex<(i32, Vec<i32>)>> = Default::default();
+        let forward_to = target.clone();
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let mut t = forward_to.lock().unwrap_or_else(|e| e.into_inner());
+                if t.0 == 0 {
+                    t.1.push(sig);
+                } else {
+                    send_signal(t.0, sig);
+                }
+            }
+        });
+        Ok(Forwarder {
+            target,
+            handle,
+            thread,
+        })
+    }
+
+    /// Signals go to `pid` from now on, starting with those held.
+    fn target(&self, pid: i32) {
+        let mut t = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        t.0 = pid;
+        for sig in std::mem::take(&mut t.1) {
+            send_signal(pid, sig);
+        }
+    }
+
+    fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
+}
+
+/// A process to start in a running Linux container (`wharf exec`).
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// The program and its arguments (the program is looked up in the
+    /// container's `PATH`).
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` pairs over the container's environment.
+    pub env: Vec<String>,
+    /// Working directory (absolute; default: the container's).
+    pub workdir: Option<String>,
+    /// `USER[:GROUP]` (names resolve against the image's `/etc/passwd`);
+    /// default: the container's user.
+    pub user: Option<String>,
+    /// Pass this process's standard input (else /dev/null).
+    pub stdin: bool,
+    /// Where standard output goes (default: inherited).
+    pub stdout: Option<std::fs::File>,
+    /// Where standard error goes (default: inherited).
+    pub stderr: Option<std::fs::File>,
+}
+
+/// Starts a process in the running Linux container `id` (12 hex digits)
+/// of `image`, in all its namespaces and its cgroup, with its
+/// capabilities, `no_new_privs` and seccomp profile, and waits for it.
+/// Returns its exit code (128 + the signal number when a signal ended
+/// it). Signals this process gets are passed on to it, as for [`run`].
+pub fn exec(store: &Store, image: &Image, id: &str, options: ExecOptions) -> Result<i32, RunError> {
+    require_root()?;
+    let program = options
+        .argv
+        .first()
+        .cloned()
+        .ok_or_else(|| RunError::Unsupported("exec needs a command".into()))?;
+    if let Some(w) = options.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+        return Err(RunError::Unsupported(format!(
+            "the working directory {w:?} is not an absolute path"
+        )));
+    }
+    let state = store.root().join("wharf/run");
+    if !state.join(id).join("state.json").exists() {
+        return Err(RunError::Unsupported(format!(
+            "container {id} is not running"
+        )));
+    }
+    // The container's own process settings (user, capabilities, rlimits,
+    // no_new_privs, ...) with this command, environment and directory,
+    // as runc exec derives its process.json.
+    let bundle = libcontainer::container::Container::load(state.join(id))
+        .map_err(|e| RunError::Unsupported(format!("container {id}: {e}")))?
+        .bundle()
+        .to_owned();
+    let spec = Spec::load(bundle.join("config.json")).map_err(spec_error)?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| RunError::Unsupported(format!("container {id} has no process")))?;
+    let workdir = options
+        .workdir
+        .clone()
+        .unwrap_or_else(|| process.cwd().to_string_lossy().into_owned());
+    // Checked in the container's own filesystem, without following
+    // anything out of it.
+    let is_dir = Dir::open_ambient_dir(bundle.join("rootfs"), cap_std::ambient_authority())
+        .and_then(|root| match workdir.trim_start_matches('/') {
+            "" => root.dir_metadata(),
+            rel => root.metadata(rel),
+        })
+        .is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return Err(RunError::CannotExecute {
+            program,
+            reason: format!("the working directory {workdir} is not a directory in the container"),
+        });
+    }
+    if let Some(u) = options.user.as_deref() {
+        // From the image's files (store-owned), not the container's
+        // writable layer, which its processes control.
+        let snapshot = {
+            let _lock = store.lock_shared()?;
+            super::ensure_snapshot(store, image)?
+        };
+        let (uid, gid, groups) = resolve_user(&snapshot.rootfs(), u)?;
+        let user = UserBuilder::default()
+            .uid(uid)
+            .gid(gid)
+            .additional_gids(groups)
+            .build()
+            .map_err(spec_error)?;
+        process.set_user(user);
+    }
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    for kv in &options.env {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    process.set_env(Some(env));
+    process.set_args(Some(options.argv));
+    process.set_cwd(PathBuf::from(&workdir));
+    process.set_terminal(Some(false));
+    let scratch = store.temp_dir("exec-")?;
+    let process_json = scratch.path().join("process.json");
+    std::fs::write(
+        &process_json,
+        serde_json::to_vec(&process)
+            .map_err(|e| RunError::Unsupported(format!("process spec: {e}")))?,
+    )?;
+
+    let forwarder = Forwarder::start()?;
+    let result = (|| {
+        let pid = builder(id, &state, options.stdin, options.stdout, options.stderr)?
+            .as_tenant()
+            .with_detach(false)
+            .with_process(Some(&process_json))
+            .build()
+            .map_err(|e| exec_error(&program, id, e))?;
+        forwarder.target(pid.as_raw());
+        wait_for(pid.as_raw())
+    })();
+    forwarder.stop();
+    result
+}
+
+/// What a failed `exec` start says, with Docker's exit codes: 127 when
+/// the program is not found, 126 when it cannot be run.
+fn exec_error(program: &str, id: &str, e: libcontainer::error::LibcontainerError) -> RunError {
+    let text = e.to_string();
+    if text.contains("not found") || text.contains("No such file") || text.contains("ENOENT") {
+        RunError::CommandNotFound(program.to_owned())
+    } else if text.contains("ermission denied") || text.contains("EACCES") {
+        RunError::CannotExecute {
+            program: program.to_owned(),
+            reason: "permission denied".into(),
+        }
+    } else {
+        RunError::Unsupported(format!("exec in container {id}: {text}"))
+    }
 }
 
 fn send_signal(pid: i32, sig: i32) {

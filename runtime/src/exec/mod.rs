@@ -100,14 +100,29 @@ pub enum RunError {
     /// An I/O failure outside the store.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// `exec`: the program is not in the container.
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    CommandNotFound(String),
+    /// `exec`: the program is there but cannot be run.
+    #[error("exec: {program:?}: {reason}")]
+    CannotExecute {
+        /// The program.
+        program: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 impl RunError {
     /// The exit code the CLI reports for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::ModuleNotFound(_) | RunError::NoEntrypoint(_) => EXIT_NOT_FOUND,
-            RunError::InvalidModule { .. } | RunError::MissingImport { .. } => EXIT_CANNOT_INVOKE,
+            RunError::ModuleNotFound(_)
+            | RunError::NoEntrypoint(_)
+            | RunError::CommandNotFound(_) => EXIT_NOT_FOUND,
+            RunError::InvalidModule { .. }
+            | RunError::MissingImport { .. }
+            | RunError::CannotExecute { .. } => EXIT_CANNOT_INVOKE,
             _ => EXIT_WHARF_ERROR,
         }
     }
