@@ -1,0 +1,333 @@
+//! `docker exec` through the API: `POST /containers/{id}/exec` records
+//! what to run, `POST /exec/{id}/start` runs it and streams its output,
+//! `GET /exec/{id}/json` reports its exit code.
+//!
+//! The process is started by the host's program (`wharf exec`, see
+//! [`Containers::exec_command`]) rather than by the daemon itself: joining
+//! a container forks, and the daemon has many threads.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{
+    bad_request, blocking, channel_body, full, json_reply, read_body, reply, stream_type, strings,
+    Failure, Reply,
+};
+use crate::container::{logs, ContainerError, Containers};
+use crate::exec::linux::ExecOptions;
+
+/// Exec instances, by id, for as long as the daemon runs (as Docker keeps
+/// them in memory).
+#[derive(Default)]
+pub(super) struct Execs(Mutex<HashMap<String, Exec>>);
+
+#[derive(Clone)]
+struct Exec {
+    container: String,
+    argv: Vec<String>,
+    env: Vec<String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    started: bool,
+    running: bool,
+    exit_code: Option<i32>,
+    pid: u32,
+}
+
+impl Execs {
+    fn get(&self, id: &str) -> Result<Exec, Failure> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| {
+                Failure(
+                    StatusCode::NOT_FOUND,
+                    format!("No such exec instance: {id}"),
+                )
+            })
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Exec)) {
+        if let Some(e) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+            f(e);
+        }
+    }
+}
+
+/// `POST /containers/{id}/exec`: 201 `{"Id": ...}` for a running Linux
+/// container; a pseudo-terminal is refused.
+pub(super) async fn create(
+    containers: &Containers,
+    execs: &Execs,
+    container: &str,
+    req: Request<Incoming>,
+) -> Reply {
+    let body = read_body(req).await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("invalid exec configuration: {e}")))?;
+    if v["Tty"].as_bool() == Some(true) {
+        return Err(bad_request(
+            "wharf does not allocate pseudo-terminals yet: exec without -t",
+        ));
+    }
+    let argv = strings(&v["Cmd"]).unwrap_or_default();
+    if argv.is_empty() {
+        return Err(bad_request("No exec command specified"));
+    }
+    let cs = containers.clone();
+    let what = container.to_owned();
+    let c = blocking(move || Ok(cs.get(&what)?)).await?;
+    if c.config.wasm {
+        return Err(bad_request(format!(
+            "container {} runs a wasm guest: exec needs a Linux container",
+            crate::container::short_id(&c.id)
+        )));
+    }
+    if !c.state.is_running() {
+        return Err(ContainerError::NotRunning(c.id).into());
+    }
+    let id = crate::container::random_id()?;
+    let exec = Exec {
+        container: c.id,
+        argv,
+        env: strings(&v["Env"]).unwrap_or_default(),
+        workdir: v["WorkingDir"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned),
+        user: v["User"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned),
+        stdin: v["AttachStdin"].as_bool().unwrap_or(false),
+        stdout: v["AttachStdout"].as_bool().unwrap_or(true),
+        stderr: v["AttachStderr"].as_bool().unwrap_or(true),
+        started: false,
+        running: false,
+        exit_code: None,
+        pid: 0,
+    };
+    execs
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), exec);
+    json_reply(StatusCode::CREATED, &json!({ "Id": id }))
+}
+
+/// `POST /exec/{id}/start`: runs the process. Detached, answers at once;
+/// otherwise streams its output (multiplexed) over the upgraded
+/// connection, or a plain response body when the client asked for no
+/// upgrade, and ends the stream only after the exit code is recorded (the
+/// docker CLI reads it right after).
+pub(super) async fn start(
+    containers: &Containers,
+    execs: &Arc<Execs>,
+    id: &str,
+    mut req: Request<Incoming>,
+) -> Reply {
+    let wants_upgrade = req.headers().contains_key(hyper::header::UPGRADE);
+    let upgrade = hyper::upgrade::on(&mut req);
+    let body = read_body(req).await?;
+    let v: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| bad_request(format!("invalid exec start: {e}")))?
+    };
+    let detach = v["Detach"].as_bool().unwrap_or(false);
+    let exec = execs.get(id)?;
+    if exec.started {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!("exec instance {id} has already been started"),
+        ));
+    }
+    let options = ExecOptions {
+        argv: exec.argv.clone(),
+        env: exec.env.clone(),
+        workdir: exec.workdir.clone(),
+        user: exec.user.clone(),
+        stdin: exec.stdin && !detach,
+        ..ExecOptions::default()
+    };
+    let mut command = containers.exec_command(&exec.container, &options)?;
+    let null = std::process::Stdio::null;
+    let piped = std::process::Stdio::piped;
+    command
+        .stdin(if options.stdin { piped() } else { null() })
+        .stdout(if exec.stdout && !detach {
+            piped()
+        } else {
+            null()
+        })
+        .stderr(if exec.stderr && !detach {
+            piped()
+        } else {
+            null()
+        });
+    let mut child = command
+        .spawn()
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")))?;
+    execs.update(id, |e| {
+        e.started = true;
+        e.running = true;
+        e.pid = child.id();
+    });
+
+    // Output as frames into a channel; the exit code recorded, then the
+    // channel closed.
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let pumps: Vec<_> = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            "stdout",
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            "stderr",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(r, stream)| r.map(|r| (r, stream)))
+    .map(|(mut r, stream)| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 32 << 10];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let frame = Bytes::from(logs::frame(stream, &buf[..n]));
+                        if tx.blocking_send(frame).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    })
+    .collect();
+    let stdin = child.stdin.take();
+    let (execs_done, id_done) = (execs.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        // The stream stays open until the exit code is recorded.
+        let _open = tx;
+        for p in pumps {
+            let _ = p.join();
+        }
+        let code = child
+            .wait()
+            .ok()
+            .map(|s| {
+                use std::os::unix::process::ExitStatusExt as _;
+                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+            })
+            .unwrap_or(-1);
+        execs_done.update(&id_done, |e| {
+            e.running = false;
+            e.exit_code = Some(code);
+        });
+    });
+
+    if detach {
+        return Ok(reply(
+            StatusCode::OK,
+            full(Bytes::new()),
+            "application/json",
+        ));
+    }
+    if !wants_upgrade {
+        return Ok(reply(StatusCode::OK, channel_body(rx), stream_type(false)));
+    }
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            return;
+        };
+        let (mut read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        if let Some(mut stdin) = stdin {
+            // Input until the client closes its side.
+            let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(16);
+            std::thread::spawn(move || {
+                while let Some(b) = in_rx.blocking_recv() {
+                    if stdin.write_all(&b).is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = vec![0u8; 32 << 10];
+                while let Ok(n) = read.read(&mut buf).await {
+                    if n == 0 || in_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        use tokio::io::AsyncWriteExt as _;
+        let mut rx = rx;
+        while let Some(b) = rx.recv().await {
+            if write.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.flush().await;
+        let _ = write.shutdown().await;
+    });
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONNECTION, "Upgrade".parse().expect("valid"));
+    h.insert(hyper::header::UPGRADE, "tcp".parse().expect("valid"));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        stream_type(false).parse().expect("valid"),
+    );
+    Ok(r)
+}
+
+/// `GET /exec/{id}/json`.
+pub(super) fn inspect(execs: &Execs, id: &str) -> Reply {
+    let e = execs.get(id)?;
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "ID": id,
+            "Running": e.running,
+            "ExitCode": e.exit_code,
+            "ProcessConfig": {
+                "tty": false,
+                "entrypoint": e.argv[0],
+                "arguments": &e.argv[1..],
+                "privileged": false,
+                "user": e.user.clone().unwrap_or_default(),
+            },
+            "OpenStdin": e.stdin,
+            "OpenStdout": e.stdout,
+            "OpenStderr": e.stderr,
+            "CanRemove": false,
+            "ContainerID": e.container,
+            "DetachKeys": "",
+            "Pid": e.pid,
+        }),
+    )
+}
