@@ -116,6 +116,8 @@ enum Command {
     Ps(commands::container::PsArgs),
     /// Show a container's output.
     Logs(commands::container::LogsArgs),
+    /// Run a command in a running Linux container.
+    Exec(commands::container::ExecArgs),
     /// Serve the Docker Engine API on a Unix socket.
     Daemon(commands::daemon::Args),
     /// Prune unused data and show disk usage.
@@ -171,6 +173,7 @@ pub fn main_full() -> ExitCode {
         Command::Wait(a) => commands::container::wait(&store, a),
         Command::Ps(a) => commands::container::ps(&store, a),
         Command::Logs(a) => commands::container::logs(&store, a),
+        Command::Exec(a) => commands::container::exec(&store, a),
         Command::Daemon(a) => commands::daemon::run(&store, a),
         Command::System(c) => commands::system::run(&store, c),
         Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),

@@ -1,5 +1,5 @@
 //! Container lifecycle commands: `create`, `start`, `stop`, `kill`,
-//! `restart`, `rm`, `wait`, `ps`, `logs`, and the hidden
+//! `restart`, `rm`, `wait`, `ps`, `logs`, `exec`, and the hidden
 //! `container-monitor` that owns a running container.
 
 use std::io::Write as _;
@@ -15,11 +15,7 @@ pub fn containers(store: &Store) -> anyhow::Result<Containers> {
     let exe = std::env::current_exe()?;
     let monitor = MonitorCommand {
         program: exe.with_file_name("wharf-full"),
-        args: vec![
-            "--root".into(),
-            store.root().as_os_str().to_owned(),
-            "container-monitor".into(),
-        ],
+        args: vec!["--root".into(), store.root().as_os_str().to_owned()],
     };
     Ok(lib(Containers::open(store))?.with_monitor(monitor))
 }
@@ -350,4 +346,45 @@ pub fn inspect(store: &Store, what: &str) -> anyhow::Result<Option<serde_json::V
         Err(container::ContainerError::NotFound(_)) => Ok(None),
         Err(e) => lib(Err(e)),
     }
+}
+
+/// Arguments of `wharf exec`.
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// Pass standard input to the process.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the host's).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<std::path::PathBuf>,
+    /// Working directory inside the container (absolute).
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// User (USER[:GROUP], names or numbers).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// The container.
+    container: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `wharf exec`: runs a command in a running Linux container; its exit
+/// code is wharf's.
+pub fn exec(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
+    let env = super::env_from(&a.env_file, &a.env)?;
+    let options = wharf::exec::linux::ExecOptions {
+        argv: a.command,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        workdir: a.workdir,
+        user: a.user,
+        stdin: a.interactive,
+        stdout: None,
+        stderr: None,
+    };
+    lib(containers(store)?.exec(&a.container, options))
 }

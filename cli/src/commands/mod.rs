@@ -55,3 +55,28 @@ pub fn human_size(size: u64) -> String {
         format!("{text}{}", units[u])
     }
 }
+
+/// An environment from `--env-file` files, then `-e` values (`KEY=VALUE`,
+/// or `KEY` to pass the host's value when it has one).
+pub fn env_from(
+    files: &[std::path::PathBuf],
+    args: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
+        env.extend(
+            wharf::exec::parse_env_file(&text)
+                .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
+        );
+    }
+    for kv in args {
+        if let Some(p) = wharf::exec::parse_env_arg(kv) {
+            env.push(p);
+        } else if kv.starts_with('=') || kv.is_empty() {
+            anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
+        }
+    }
+    Ok(env)
+}

@@ -44,23 +44,7 @@ pub struct GuestArgs {
 impl GuestArgs {
     /// The guest environment from `--env-file` files, then `-e` values.
     pub fn env(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let mut env = Vec::new();
-        for f in &self.env_file {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?;
-            env.extend(
-                exec::parse_env_file(&text)
-                    .map_err(|e| anyhow::anyhow!("env file {}: {e}", f.display()))?,
-            );
-        }
-        for kv in &self.env {
-            if let Some(p) = exec::parse_env_arg(kv) {
-                env.push(p);
-            } else if kv.starts_with('=') || kv.is_empty() {
-                anyhow::bail!("invalid -e {kv:?}: expected KEY=VALUE");
-            }
-        }
-        Ok(env)
+        super::env_from(&self.env_file, &self.env)
     }
 
     /// The `-v HOST:GUEST[:ro]` mappings.
