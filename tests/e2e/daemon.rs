@@ -338,6 +338,44 @@ fn the_docker_cli_drives_linux_containers() {
     eventually("the service to start", || {
         d.docker_ok(&["logs", "svc"]).contains("up")
     });
+    // exec: output, exit code, stdin, options; the Python SDK's exec_run.
+    let o = d.docker(&["exec", "svc", "sh", "-c", "echo out; echo err >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let piped = Command::new("sh")
+        .args(["-c", "echo piped | docker exec -i svc cat"])
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "piped\n");
+    let out = d.docker_ok(&[
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/bin",
+        "-u",
+        "1000",
+        "svc",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "1 /bin 1000\n");
+    assert_eq!(d.docker(&["exec", "svc", "nope"]).status.code(), Some(127));
+    if has_python_sdk() {
+        let o = python(
+            &d,
+            "import docker\nr = docker.from_env().containers.get('svc').exec_run(['sh', '-c', 'echo py; exit 2'])\nprint(r.exit_code, r.output.decode().strip())",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "2 py",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     d.docker_ok(&["stop", "svc"]);
     assert_eq!(d.docker_ok(&["wait", "svc"]).trim(), "0");
     assert_eq!(d.docker_ok(&["logs", "svc"]), "up\ngot TERM\n");

@@ -507,3 +507,99 @@ fn a_killed_run_is_cleaned_up_by_the_next_one() {
         "a rootfs is still mounted"
     );
 }
+
+#[test]
+fn exec_joins_a_running_linux_container() {
+    let env = Env::new();
+    let _cleanup = crate::lifecycle::Cleanup(&env);
+    busybox_image(&env);
+    let Some(r) = run_linux(&env, &["run", "-d", "--name", "box", "bb", "sleep", "100"]) else {
+        return;
+    };
+    let id = r.ok().stdout.trim().to_owned();
+    let bb = "/bin/busybox";
+
+    // The container's environment, working directory, namespaces and
+    // host name; the exit code comes back.
+    let r = env.wharf(&[
+        "exec",
+        "-e",
+        "X=1",
+        "box",
+        bb,
+        "sh",
+        "-c",
+        "echo $GREETING $X $(pwd) $$; exit 3",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let words: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(&words[..3], ["ahoy", "1", "/srv"], "{}", r.stdout);
+    assert_ne!(words[3], "1", "pid 1 is the container's own process");
+    let ps = env.wharf(&["exec", "box", bb, "ps"]).ok().stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 100")),
+        "one pid namespace: {ps}"
+    );
+    let host = env.wharf(&["exec", "box", bb, "hostname"]).ok().stdout;
+    assert_eq!(host.trim(), &id[..12]);
+    let r = env.wharf(&[
+        "exec",
+        "-w",
+        "/",
+        "-u",
+        "1000:1000",
+        "box",
+        bb,
+        "sh",
+        "-c",
+        "pwd; id -u; id -g",
+    ]);
+    assert_eq!(r.ok().stdout, "/\n1000\n1000\n");
+    let r = env.wharf_stdin(&["exec", "-i", "box", bb, "cat"], "piped\n");
+    assert_eq!(r.ok().stdout, "piped\n");
+    // The same confinement as the container's own process.
+    let status = env
+        .wharf(&["exec", "box", bb, "cat", "/proc/self/status"])
+        .ok()
+        .stdout;
+    assert!(
+        status.contains("NoNewPrivs:\t1") && status.contains("Seccomp:\t2"),
+        "{status}"
+    );
+
+    env.wharf(&["exec", "box", "/nope"])
+        .fails(127, "executable file not found");
+    env.wharf(&["exec", "-w", "/missing", "box", bb, "true"])
+        .fails(126, "working directory /missing");
+    env.wharf(&["exec", "-w", "/../../etc", "box", bb, "true"])
+        .fails(126, "working directory");
+
+    // A process exec'd into the container ends with it.
+    let mut lingering = env
+        .cmd(&["exec", "box", bb, "sleep", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::lifecycle::eventually("the exec'd sleep", || {
+        env.wharf(&["exec", "box", bb, "ps"])
+            .stdout
+            .matches("sleep 100")
+            .count()
+            == 2
+    });
+    env.wharf(&["stop", "-t", "1", "box"]).ok();
+    crate::lifecycle::eventually("the exec'd process to end", || {
+        lingering.try_wait().unwrap().is_some()
+    });
+    env.wharf(&["exec", "box", bb, "true"])
+        .fails(125, "is not running");
+
+    // A wasm guest is one instance: nothing to join.
+    env.probe();
+    env.wharf(&["run", "-d", "--name", "guest", "probe", "tick", "0", "100"])
+        .ok();
+    env.wharf(&["exec", "guest", "/probe.wasm"])
+        .fails(125, "exec needs a Linux container");
+}
