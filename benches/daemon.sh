@@ -69,7 +69,7 @@ def call(conn, method, path, body=None):
     r = conn.getresponse()
     data = r.read()
     if r.status >= 300:
-        raise SystemExit(f"{method} {path}: {r.status} {data!r}")
+        raise RuntimeError(f"{method} {path}: {r.status} {data!r}")
     return json.loads(data) if data else None
 
 todo = list(range(n))

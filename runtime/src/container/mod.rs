@@ -918,6 +918,26 @@ impl Containers {
         }
     }
 
+    /// For a container that says it is not running: waits (briefly) for
+    /// a monitor that is still finishing (closing the log, deciding on a
+    /// restart) to end. False if it runs again, or the monitor stays.
+    fn monitor_settled(&self, id: &str) -> Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.monitor_alive(id) {
+            match self.refresh(id) {
+                Ok(s) if s.is_running() => return Ok(false),
+                Err(ContainerError::NotFound(_)) => return Ok(true),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(true)
+    }
+
     /// Stops (if running) and starts the container again.
     pub fn restart(&self, what: &str, timeout: Option<Duration>) -> Result<()> {
         let id = self.resolve(what)?;
@@ -929,7 +949,7 @@ impl Containers {
     /// is refused unless `force`, which kills it first.
     pub fn remove(&self, what: &str, force: bool) -> Result<()> {
         let c = self.get(what)?;
-        if c.state.is_running() || self.monitor_alive(&c.id) {
+        if c.state.is_running() || !self.monitor_settled(&c.id)? {
             if !force {
                 return Err(ContainerError::Running(c.id));
             }
