@@ -249,10 +249,15 @@ pub fn ps(store: &Store, a: PsArgs) -> anyhow::Result<i32> {
         Some(other) => anyhow::bail!("unknown --format {other:?}: use json"),
         None => {}
     }
-    say(format!(
-        "{:<14}{:<22}{:<22}{:<17}{:<32}{}",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"
-    ))?;
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ]
+    .map(str::to_owned)];
     for c in &list {
         let s = docker::summary(c);
         let mut cmd = format!("\"{}\"", s["Command"].as_str().unwrap_or(""));
@@ -263,15 +268,35 @@ pub fn ps(store: &Store, a: PsArgs) -> anyhow::Result<i32> {
             "{} ago",
             docker::human_duration(container::now_ns().saturating_sub(c.created))
         );
-        say(format!(
-            "{:<14}{:<22}{:<22}{:<17}{:<32}{}",
+        rows.push([
             container::short_id(&c.id),
-            format!("{} ", c.config.image),
+            c.config.image.clone(),
             cmd,
             created,
             docker::status_line(c),
-            c.name
-        ))?;
+            c.name.clone(),
+        ]);
+    }
+    // Columns as wide as their widest cell, three spaces apart (Docker's
+    // tabwriter).
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] + 3 - cell.chars().count();
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        say(line)?;
     }
     Ok(0)
 }
