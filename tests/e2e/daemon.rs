@@ -290,26 +290,10 @@ fn the_docker_cli_drives_linux_containers() {
     }
     let env = Env::new();
     let _cleanup = Cleanup(&env);
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
-    let ctx = env.context(
-        "bb",
-        &[
-            ("busybox", &busybox[..]),
-            (
-                "Dockerfile",
-                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
-                  RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
-            ),
-        ],
-    );
-    env.wharf(&[
-        "build",
-        "--platform",
-        "linux/amd64",
-        "-t",
-        "bb",
-        ctx.to_str().unwrap(),
-    ])
+    crate::linux::build_busybox(
+        &env,
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
+    )
     .ok();
     let d = Daemon::start(&env);
     let out = d.docker_ok(&[

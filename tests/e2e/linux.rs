@@ -8,17 +8,24 @@ use crate::harness::Env;
 
 /// Builds `bb`, a linux/amd64 image of Debian's static busybox.
 fn busybox_image(env: &Env) {
+    build_busybox(
+        env,
+        "ENV GREETING=ahoy\nWORKDIR /srv\n\
+         ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"echo\", \"hello\"]\n",
+    )
+    .ok();
+}
+
+/// `wharf build` of `bb` (linux/amd64): `FROM scratch`, Debian's static
+/// busybox at /bin/busybox, then the instructions in `rest`.
+pub fn build_busybox(env: &Env, rest: &str) -> crate::harness::Run {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let dockerfile = format!("FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n{rest}");
     let ctx = env.context(
         "bb",
         &[
             ("busybox", &busybox[..]),
-            (
-                "Dockerfile",
-                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
-                  ENV GREETING=ahoy\nWORKDIR /srv\n\
-                  ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"echo\", \"hello\"]\n",
-            ),
+            ("Dockerfile", dockerfile.as_bytes()),
         ],
     );
     env.wharf(&[
@@ -29,7 +36,6 @@ fn busybox_image(env: &Env) {
         "bb",
         ctx.to_str().unwrap(),
     ])
-    .ok();
 }
 
 fn config(dir: &Path) -> serde_json::Value {
@@ -421,27 +427,13 @@ fn linux_builds_run_their_steps_in_the_native_backend() {
     assert!(!bundle.join("rootfs/srv/gone").exists());
 
     // A failing step fails the build and names no image.
-    let bad = env.context(
-        "bad",
-        &[
-            ("busybox", &busybox[..]),
-            (
-                "Dockerfile",
-                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
-                  RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo oops; exit 3\"]\n",
-            ),
-        ],
-    );
-    env.wharf(&[
-        "build",
-        "--platform",
-        "linux/amd64",
-        "-t",
-        "bad",
-        bad.to_str().unwrap(),
-    ])
+    let before = env.wharf(&["images", "-q"]).ok().stdout;
+    build_busybox(
+        &env,
+        "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo oops; exit 3\"]\n",
+    )
     .fails(125, "exit code 3");
-    env.wharf(&["inspect", "bad"]).fails(125, "bad");
+    assert_eq!(env.wharf(&["images", "-q"]).ok().stdout, before);
 }
 
 /// Host processes whose command line contains `needle`.

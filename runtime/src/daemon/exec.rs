@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
     bad_request, blocking, channel_body, full, json_reply, read_body, reply, stream_type, strings,
-    Failure, Reply,
+    switching_protocols, Failure, Reply,
 };
 use crate::container::{logs, ContainerError, Containers};
 use crate::exec::linux::ExecOptions;
@@ -293,16 +293,7 @@ pub(super) async fn start(
         let _ = write.flush().await;
         let _ = write.shutdown().await;
     });
-    let mut r = Response::new(full(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(hyper::header::CONNECTION, "Upgrade".parse().expect("valid"));
-    h.insert(hyper::header::UPGRADE, "tcp".parse().expect("valid"));
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        stream_type(false).parse().expect("valid"),
-    );
-    Ok(r)
+    Ok(switching_protocols(false))
 }
 
 /// `GET /exec/{id}/json`.

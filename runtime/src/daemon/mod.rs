@@ -944,17 +944,23 @@ impl Api {
             let _ = io.flush().await;
             let _ = io.shutdown().await;
         });
-        let mut r = Response::new(full(Bytes::new()));
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(hyper::header::CONNECTION, "Upgrade".parse().expect("valid"));
-        h.insert(hyper::header::UPGRADE, "tcp".parse().expect("valid"));
-        h.insert(
-            hyper::header::CONTENT_TYPE,
-            stream_type(tty).parse().expect("valid"),
-        );
-        Ok(r)
+        Ok(switching_protocols(tty))
     }
+}
+
+/// HTTP 101: the connection now carries a raw (`tty`) or multiplexed
+/// stream, as Docker answers attach and exec start.
+fn switching_protocols(tty: bool) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONNECTION, "Upgrade".parse().expect("valid"));
+    h.insert(hyper::header::UPGRADE, "tcp".parse().expect("valid"));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        stream_type(tty).parse().expect("valid"),
+    );
+    r
 }
 
 /// `GET /images/json`: one entry per image id, with all its names.

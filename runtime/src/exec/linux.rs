@@ -154,13 +154,7 @@ fn spec_for(
         .clone()
         .or_else(|| config.user().clone())
         .unwrap_or_default();
-    let (uid, gid, groups) = resolve_user(rootfs, &user_spec)?;
-    let user = UserBuilder::default()
-        .uid(uid)
-        .gid(gid)
-        .additional_gids(groups)
-        .build()
-        .map_err(spec_error)?;
+    let user = spec_user(rootfs, &user_spec)?;
 
     let cwd = options
         .workdir
@@ -290,6 +284,17 @@ fn process_args(
     };
     let args: Vec<String> = entrypoint.into_iter().chain(rest).collect();
     (!args.is_empty()).then_some(args)
+}
+
+/// [`resolve_user`] as the runtime spec's user.
+fn spec_user(rootfs: &Path, spec: &str) -> Result<oci_spec::runtime::User, RunError> {
+    let (uid, gid, groups) = resolve_user(rootfs, spec)?;
+    UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(groups)
+        .build()
+        .map_err(spec_error)
 }
 
 /// Resolves `USER[:GROUP]` (names or numbers, empty for root) against the
@@ -800,14 +805,7 @@ pub fn exec(store: &Store, image: &Image, id: &str, options: ExecOptions) -> Res
             let _lock = store.lock_shared()?;
             super::ensure_snapshot(store, image)?
         };
-        let (uid, gid, groups) = resolve_user(&snapshot.rootfs(), u)?;
-        let user = UserBuilder::default()
-            .uid(uid)
-            .gid(gid)
-            .additional_gids(groups)
-            .build()
-            .map_err(spec_error)?;
-        process.set_user(user);
+        process.set_user(spec_user(&snapshot.rootfs(), u)?);
     }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     for kv in &options.env {
