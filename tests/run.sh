@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use as real peers: skopeo and umoci read and
 # write our images, docker-registry is the CNCF distribution registry,
 # htpasswd and openssl set up its basic auth and TLS, busybox (static) is
-# the content of linux images, runc runs the OCI bundles wharf writes.
-# "command:package".
+# the content of linux images, runc runs the OCI bundles wharf writes,
+# tini-static is the init of `run --init`. "command:package".
 missing=()
 for need in skopeo:skopeo umoci:umoci docker-registry:docker-registry \
             htpasswd:apache2-utils openssl:openssl busybox:busybox-static \
-            runc:runc; do
+            runc:runc tini-static:tini; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

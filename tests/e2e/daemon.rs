@@ -309,6 +309,10 @@ fn the_docker_cli_drives_linux_containers() {
     assert_eq!(out, "box\n1\n");
     let o = d.docker(&["run", "--rm", "bb", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9));
+    if crate::harness::require("tini-static") {
+        let comm = d.docker_ok(&["run", "--rm", "--init", "bb", "cat", "/proc/1/comm"]);
+        assert_eq!(comm, "docker-init\n");
+    }
     d.docker_ok(&[
         "run",
         "-d",

@@ -595,3 +595,80 @@ fn exec_joins_a_running_linux_container() {
     env.wharf(&["exec", "guest", "/probe.wasm"])
         .fails(125, "exec needs a Linux container");
 }
+
+#[test]
+fn init_reaps_zombies_and_passes_signals_on() {
+    let env = Env::new();
+    let _cleanup = crate::lifecycle::Cleanup(&env);
+    busybox_image(&env);
+    let bb = "/bin/busybox";
+    // An orphan whose parent is gone: PID 1 inherits it when it exits.
+    let orphan = "(/bin/busybox sleep 0.1 &); exec /bin/busybox sleep 100";
+    let Some(r) = run_linux(
+        &env,
+        &["run", "-d", "--name", "bare", "bb", "sh", "-c", orphan],
+    ) else {
+        return;
+    };
+    r.ok();
+    if !crate::harness::require("tini-static") {
+        return;
+    }
+    env.wharf(&[
+        "run", "-d", "--init", "--name", "init", "bb", "sh", "-c", orphan,
+    ])
+    .ok();
+    // Process states, from inside each container.
+    let states = |name: &str| -> Vec<(String, String)> {
+        let out = env
+            .wharf(&[
+                "exec",
+                name,
+                bb,
+                "sh",
+                "-c",
+                "for s in /proc/[0-9]*/stat; do /bin/busybox cat $s; echo; done",
+            ])
+            .ok()
+            .stdout;
+        out.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.nth(1)?.to_owned(), w.next()?.to_owned()))
+            })
+            .collect()
+    };
+    crate::lifecycle::eventually("the orphan to exit", || {
+        states("bare").iter().any(|(_, s)| s == "Z")
+    });
+    assert_eq!(
+        states("bare")[0].0,
+        "(busybox)",
+        "PID 1 is the process itself"
+    );
+    let with_init = states("init");
+    assert_eq!(with_init[0].0, "(docker-init)", "{with_init:?}");
+    assert!(
+        !with_init.iter().any(|(_, s)| s == "Z"),
+        "the init reaped the orphan: {with_init:?}"
+    );
+    // The init passes SIGTERM on to the process (PID 1 `sleep` alone
+    // ignores it), so the stop needs no SIGKILL: 143, not 137.
+    env.wharf(&["stop", "-t", "20", "init"]).ok();
+    assert_eq!(env.wharf(&["wait", "init"]).ok().stdout.trim(), "143");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "init"]).ok().stdout).unwrap();
+    assert_eq!(v["HostConfig"]["Init"], true);
+    // The host's program is mounted read-only.
+    let r = env.wharf(&[
+        "run",
+        "--rm",
+        "--init",
+        "bb",
+        "sh",
+        "-c",
+        "echo x > /sbin/docker-init",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+}

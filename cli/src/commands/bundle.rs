@@ -33,6 +33,9 @@ pub struct Args {
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
+    /// Run the host's tini as PID 1 (bind-mounted read-only).
+    #[arg(long)]
+    init: bool,
     /// The image.
     image: String,
     /// The bundle directory to create (it must not exist or be empty).
@@ -70,6 +73,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let linux_options = LinuxOptions {
         hostname: a.hostname.clone(),
         user: a.user.clone(),
+        init: a.init,
         host_network: a.network == "host",
         ..LinuxOptions::default()
     };

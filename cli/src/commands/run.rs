@@ -116,6 +116,10 @@ pub struct Args {
     /// Most processes a Linux container may have at once.
     #[arg(long = "pids-limit")]
     pids_limit: Option<i64>,
+    /// Run an init (tini) as PID 1 of a Linux container: it reaps zombies
+    /// and passes signals on.
+    #[arg(long)]
+    init: bool,
     /// Pull the image when it is not in the store: missing or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
     pull: String,
@@ -203,6 +207,7 @@ impl Args {
             user: self.user.clone(),
             cpus: self.cpus,
             pids_limit: self.pids_limit,
+            init: self.init,
             auto_remove: self.rm,
             ..ContainerConfig::default()
         };
@@ -303,6 +308,7 @@ pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> any
                     host_network: a.guest.network.as_deref() == Some("host"),
                     cpus: a.cpus,
                     pids_limit: a.pids_limit,
+                    init: a.init,
                     ..LinuxOptions::default()
                 };
                 return linux(store, &loaded, &options, &linux_options);

@@ -128,6 +128,7 @@ pub fn inspect(cs: &Containers, c: &Container) -> Value {
             "Memory": c.config.memory.unwrap_or(0),
             "NanoCpus": c.config.cpus.map_or(0, |x| (x * 1e9) as i64),
             "PidsLimit": c.config.pids_limit,
+            "Init": c.config.init,
         },
         "GraphDriver": { "Name": "overlay", "Data": null },
         "Mounts": mounts(c),

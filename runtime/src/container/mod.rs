@@ -198,6 +198,9 @@ pub struct ContainerConfig {
     pub cpus: Option<f64>,
     /// `--pids-limit` (Linux).
     pub pids_limit: Option<i64>,
+    /// `--init`: an init as PID 1 (Linux; a wasm guest has no processes
+    /// to reap).
+    pub init: bool,
     /// What happens when the container exits.
     pub restart: RestartPolicy,
     /// Remove the container when it exits (`--rm`).
@@ -260,6 +263,7 @@ impl ContainerConfig {
             host_network: self.network.as_deref() == Some("host"),
             cpus: self.cpus,
             pids_limit: self.pids_limit,
+            init: self.init,
             id: Some(short_id(id)),
             on_start: None,
         }

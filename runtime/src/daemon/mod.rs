@@ -1203,6 +1203,7 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
             .filter(|n| *n > 0)
             .map(|n| n as f64 / 1e9),
         pids_limit: hc["PidsLimit"].as_i64().filter(|n| *n > 0),
+        init: hc["Init"].as_bool().unwrap_or(false),
         restart,
         auto_remove: hc["AutoRemove"].as_bool().unwrap_or(false),
         labels,

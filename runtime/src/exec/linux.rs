@@ -82,6 +82,9 @@ pub struct LinuxOptions {
     pub cpus: Option<f64>,
     /// `--pids-limit`: most processes at once.
     pub pids_limit: Option<i64>,
+    /// `--init`: run an init as PID 1 that reaps zombies and forwards
+    /// signals to the process (Docker's `docker-init`, tini).
+    pub init: bool,
     /// The container id (12 hex digits) naming its cgroup, state and
     /// default host name; a fresh one when not given.
     pub id: Option<String>,
@@ -138,6 +141,18 @@ fn spec_for(
         ))
     })?;
     let hostname = linux.hostname.clone().unwrap_or_else(|| "wharf".into());
+    let init = if linux.init {
+        Some(init_program()?)
+    } else {
+        None
+    };
+    let args = match &init {
+        Some(_) => [INIT_PATH.to_owned(), "--".to_owned()]
+            .into_iter()
+            .chain(args)
+            .collect(),
+        None => args,
+    };
 
     let mut env: Vec<String> = config.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -208,6 +223,22 @@ fn spec_for(
                 .map_err(spec_error)?,
         );
     }
+    if let Some(program) = init {
+        // Read-only: the container cannot change the host's program.
+        mounts.push(
+            MountBuilder::default()
+                .destination(PathBuf::from(INIT_PATH))
+                .typ("bind")
+                .source(program)
+                .options(
+                    ["bind", "ro", "nosuid", "nodev"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                )
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
     spec.set_mounts(Some(mounts));
 
     let mut l = spec.linux().clone().unwrap_or_default();
@@ -263,6 +294,28 @@ fn spec_for(
     l.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| p.to_string()).collect()));
     spec.set_linux(Some(l));
     Ok(spec)
+}
+
+/// Where `--init` puts the init program in the container (as Docker does).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// Static init programs `--init` may use, first found wins: Debian's tini
+/// (what Docker ships as `docker-init`), then Docker's own. Static, since
+/// the container has its own libraries, or none.
+const INIT_PROGRAMS: [&str; 2] = ["/usr/bin/tini-static", "/usr/libexec/docker/docker-init"];
+
+/// The host program `--init` mounts at [`INIT_PATH`].
+fn init_program() -> Result<PathBuf, RunError> {
+    INIT_PROGRAMS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            RunError::Unsupported(format!(
+                "--init needs a static init program ({}): install Debian's tini",
+                INIT_PROGRAMS.join(" or ")
+            ))
+        })
 }
 
 /// Docker's rule: ENTRYPOINT followed by the given arguments, or by CMD
