@@ -672,3 +672,52 @@ fn init_reaps_zombies_and_passes_signals_on() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
 }
+
+#[test]
+fn a_busybox_image_built_here_goes_through_the_registry_and_runs() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return;
+    }
+    if !crate::harness::require("docker-registry") {
+        return;
+    }
+    let reg = crate::registry_harness::Registry::plain();
+    let env = Env::new();
+    // The image: FROM scratch, the binary, RUN --install.
+    build_busybox(
+        &env,
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
+    )
+    .ok();
+    let remote = format!("{}/tools/bb:1", reg.host());
+    env.wharf(&["tag", "bb", &remote]).ok();
+    env.wharf(&["push", &remote]).ok();
+
+    // Another store: only the registry has it.
+    let other = Env::new();
+    let r = other.wharf(&["pull", &remote]).ok();
+    assert!(r.stdout.contains("sha256:") || r.stderr.contains("sha256:"));
+    let r = other.wharf(&[
+        "run",
+        "--rm",
+        &remote,
+        "sh",
+        "-c",
+        "echo $$; readlink /bin/sh",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "1\n/bin/busybox\n"),
+        "{}",
+        r.stderr
+    );
+    let mine = env.wharf(&["inspect", &remote]).ok().stdout;
+    let theirs = other.wharf(&["inspect", &remote]).ok().stdout;
+    let id = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()[0]["Id"].clone();
+    assert_eq!(
+        id(&mine),
+        id(&theirs),
+        "the same image id after the round trip"
+    );
+}
