@@ -463,10 +463,11 @@ fn a_killed_run_is_cleaned_up_by_the_next_one() {
         return;
     }
     let marker = format!("sleep 9{}", std::process::id() % 10);
+    let stderr_path = env.scratch.path().join("run.stderr");
     let mut child = env
         .cmd(&["run", "bb", "sh", "-c", &format!("echo ready; {marker}")])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -481,7 +482,12 @@ fn a_killed_run_is_cleaned_up_by_the_next_one() {
     assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 1);
     assert!(
         processes_running(&marker) >= 1,
-        "the orphan should still run"
+        "the orphan should still run; wharf's stderr: {:?}; processes: {:?}",
+        std::fs::read_to_string(&stderr_path),
+        std::process::Command::new("ps")
+            .args(["-eo", "pid,ppid,stat,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     );
     // The next run finds the orphan and removes it, process and all.
     let r = env.wharf(&["run", "bb"]).ok();
