@@ -262,6 +262,30 @@ pub fn unpack_layer(
     diff_id: Option<&Digest>,
     dest: &Path,
 ) -> Result<()> {
+    unpack_layer_as(store, layer, diff_id, dest, Whiteouts::Apply)
+}
+
+/// What becomes of a layer's whiteout entries (`.wh.NAME`, `.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Applied: they remove what earlier layers unpacked into the same
+    /// directory (one merged tree).
+    Apply,
+    /// Kept in overlayfs's format, for a layer unpacked on its own to be
+    /// one lower directory of an overlay: a character device 0/0 named
+    /// NAME, and the `trusted.overlay.opaque` attribute `y` on an opaque
+    /// directory. Needs root (mknod, trusted xattrs).
+    Overlay,
+}
+
+/// [`unpack_layer`] with a choice of what whiteouts become.
+pub fn unpack_layer_as(
+    store: &Store,
+    layer: &Descriptor,
+    diff_id: Option<&Digest>,
+    dest: &Path,
+    whiteouts: Whiteouts,
+) -> Result<()> {
     let (name, digest) = layer_digest(layer)?;
     let io_err = |source: io::Error| LayerError::Io {
         layer: name.clone(),
@@ -272,7 +296,7 @@ pub fn unpack_layer(
     let mut compressed = HashingReader::new(blob);
     let raw = decompressed(&mut compressed).map_err(io_err)?;
     let mut uncompressed = HashingReader::new(raw.take(MAX_LAYER_EXPANSION + 1));
-    extract_entries(&mut uncompressed, &root, &name)?;
+    extract_entries(&mut uncompressed, &root, &name, whiteouts)?;
     let (diff, size) = uncompressed.finish().map_err(io_err)?;
     if size > MAX_LAYER_EXPANSION {
         return Err(LayerError::Corrupt {
@@ -386,10 +410,15 @@ pub fn extract_tar(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
     };
     let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority()).map_err(io_err)?;
     let reader = decompressed(reader).map_err(io_err)?;
-    extract_entries(reader.take(MAX_LAYER_EXPANSION), &root, name)
+    extract_entries(
+        reader.take(MAX_LAYER_EXPANSION),
+        &root,
+        name,
+        Whiteouts::Apply,
+    )
 }
 
-fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
+fn extract_entries(reader: impl Read, root: &Dir, name: &str, whiteouts: Whiteouts) -> Result<()> {
     let name = name.to_owned();
     let io_err = |source: io::Error| LayerError::Io {
         layer: name.clone(),
@@ -412,6 +441,45 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
         };
         let parent = join(&comps[..comps.len() - 1]);
         if let Some(hidden) = base.strip_prefix(".wh.") {
+            let malformed = hidden.is_empty()
+                || hidden == "."
+                || hidden == ".."
+                || (hidden.starts_with(".wh.") && hidden != ".wh..opq");
+            if malformed {
+                return Err(hostile("is a malformed whiteout"));
+            }
+            if whiteouts == Whiteouts::Overlay {
+                if !parent.as_os_str().is_empty() {
+                    root.create_dir_all(&parent)
+                        .map_err(|e| escape_or(e, &hostile, &io_err))?;
+                }
+                let dir =
+                    open_parent(root, &parent).map_err(|e| escape_or(e, &hostile, &io_err))?;
+                let dir = dir.as_ref().unwrap_or(root);
+                if hidden == ".wh..opq" {
+                    // Through the descriptor (cap-std's may be O_PATH, which
+                    // fsetxattr refuses): the directory itself, confined.
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(dir);
+                    rustix::fs::setxattr(
+                        format!("/proc/self/fd/{fd}"),
+                        "trusted.overlay.opaque",
+                        b"y",
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(|e| io_err(e.into()))?;
+                } else {
+                    let _ = remove_any(root, &parent.join(hidden));
+                    rustix::fs::mknodat(
+                        dir,
+                        hidden,
+                        rustix::fs::FileType::CharacterDevice,
+                        rustix::fs::Mode::empty(),
+                        0,
+                    )
+                    .map_err(|e| io_err(e.into()))?;
+                }
+                continue;
+            }
             if hidden == ".wh..opq" {
                 // Opaque directory: drop what lower layers put there.
                 if let Ok(d) = root.open_dir(&parent) {
@@ -423,12 +491,6 @@ fn extract_entries(reader: impl Read, root: &Dir, name: &str) -> Result<()> {
                         }
                     }
                 }
-            } else if hidden.is_empty()
-                || hidden == "."
-                || hidden == ".."
-                || hidden.starts_with(".wh.")
-            {
-                return Err(hostile("is a malformed whiteout"));
             } else {
                 let target = parent.join(hidden);
                 match remove_any(root, &target) {
@@ -967,6 +1029,84 @@ mod tests {
         );
         assert!(unpack_layer(&store, &bad, None, dest.path()).is_err());
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn overlay_whiteouts_merge_as_applied_ones_do() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: overlay whiteouts need root (mknod, trusted xattrs, mount)");
+            return;
+        }
+        let (_r, store, outside, dest) = setup();
+        let l1 = put(
+            &store,
+            &tar_gz(|b| {
+                raw_entry(b, "d/a", tar::EntryType::Regular, None, b"1");
+                raw_entry(b, "d/b", tar::EntryType::Regular, None, b"2");
+                raw_entry(b, "e/c", tar::EntryType::Regular, None, b"3");
+            }),
+        );
+        let l2 = put(
+            &store,
+            &tar_gz(|b| {
+                raw_entry(b, "d/.wh.a", tar::EntryType::Regular, None, b"");
+                raw_entry(b, "e/new", tar::EntryType::Regular, None, b"4");
+                raw_entry(b, "e/.wh..wh..opq", tar::EntryType::Regular, None, b"");
+            }),
+        );
+        let (lower, upper, merged) = (
+            dest.path().join("1"),
+            dest.path().join("2"),
+            dest.path().join("m"),
+        );
+        for d in [&lower, &upper, &merged] {
+            std::fs::create_dir(d).unwrap();
+        }
+        unpack_layer_as(&store, &l1, None, &lower, Whiteouts::Overlay).unwrap();
+        unpack_layer_as(&store, &l2, None, &upper, Whiteouts::Overlay).unwrap();
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let wh = std::fs::symlink_metadata(upper.join("d/a")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        let mut opaque = [0u8; 4];
+        let n =
+            rustix::fs::getxattr(upper.join("e"), "trusted.overlay.opaque", &mut opaque).unwrap();
+        assert_eq!(&opaque[..n], b"y");
+
+        // Mounted, the two layers read as the applied merge does.
+        let data =
+            std::ffi::CString::new(format!("lowerdir={}:{}", upper.display(), lower.display()))
+                .unwrap();
+        rustix::mount::mount(
+            "overlay",
+            &merged,
+            "overlay",
+            rustix::mount::MountFlags::RDONLY,
+            data.as_c_str(),
+        )
+        .unwrap();
+        let seen = |p: &str| merged.join(p).exists();
+        let view = [seen("d/a"), seen("d/b"), seen("e/c"), seen("e/new")];
+        rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert_eq!(view, [false, true, false, true]);
+
+        // A whiteout under a planted symlink stays inside.
+        let hostile = put(
+            &store,
+            &tar_gz(|b| {
+                raw_entry(
+                    b,
+                    "s",
+                    tar::EntryType::Symlink,
+                    Some(outside.path().to_str().unwrap()),
+                    b"",
+                );
+                raw_entry(b, "s/.wh.x", tar::EntryType::Regular, None, b"");
+            }),
+        );
+        let fresh = dest.path().join("3");
+        std::fs::create_dir(&fresh).unwrap();
+        assert!(unpack_layer_as(&store, &hostile, None, &fresh, Whiteouts::Overlay).is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]

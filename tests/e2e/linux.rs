@@ -727,3 +727,51 @@ fn a_busybox_image_built_here_goes_through_the_registry_and_runs() {
         "the same image id after the round trip"
     );
 }
+
+#[test]
+fn layers_are_unpacked_once_and_shared_between_images() {
+    let env = Env::new();
+    busybox_image(&env);
+    let derived = env.context(
+        "derived",
+        &[(
+            "Dockerfile",
+            b"FROM bb\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo more > /more\"]\n",
+        )],
+    );
+    let Some(r) = run_linux(
+        &env,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            "derived",
+            derived.to_str().unwrap(),
+        ],
+    ) else {
+        return;
+    };
+    r.ok();
+    let layers = env.root.path().join("wharf/layers");
+    let count = || std::fs::read_dir(&layers).map_or(0, |d| d.count());
+    assert_eq!(env.wharf(&["run", "--rm", "bb"]).ok().stdout, "hello\n");
+    let base = count();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&env.wharf(&["inspect", "bb"]).ok().stdout).unwrap();
+    assert_eq!(
+        base,
+        manifest[0]["RootFS"]["Layers"].as_array().unwrap().len()
+    );
+    let r = env.wharf(&["run", "--rm", "derived", "cat", "/more"]).ok();
+    assert_eq!(r.stdout, "more\n");
+    assert_eq!(
+        count(),
+        base + 1,
+        "the base layers are shared, not unpacked again"
+    );
+    env.wharf(&["rmi", "derived"]).ok();
+    assert_eq!(count(), base, "the derived image's own layer went with it");
+    env.wharf(&["rmi", "bb"]).ok();
+    assert_eq!(count(), 0);
+}

@@ -1068,10 +1068,8 @@ impl Containers {
         if !c.state.is_running() {
             return Err(ContainerError::NotRunning(c.id));
         }
-        let image = self.image_of(&c)?;
         Ok(crate::exec::linux::exec(
             &self.store,
-            &image,
             &short_id(&c.id),
             options,
         )?)

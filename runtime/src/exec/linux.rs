@@ -363,10 +363,20 @@ fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), RunEr
     };
     let root = Dir::open_ambient_dir(rootfs, cap_std::ambient_authority())?;
     let read = |name: &str| -> String {
+        use cap_std::fs::OpenOptionsExt as _;
         let mut text = String::new();
-        if let Ok(f) = root.open(name) {
-            // Bounded: the files come from an untrusted image.
-            let _ = f.take(1 << 20).read_to_string(&mut text);
+        // Non-blocking, so a fifo planted there cannot hang the open.
+        let opened = root.open_with(
+            name,
+            cap_std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY),
+        );
+        if let Ok(f) = opened {
+            // Regular files only, and bounded: the files are untrusted.
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                let _ = f.take(1 << 20).read_to_string(&mut text);
+            }
         }
         text
     };
@@ -516,9 +526,9 @@ pub fn run(
         ));
     }
     require_root()?;
-    let snapshot = {
+    let layers = {
         let _lock = store.lock_shared()?;
-        super::ensure_snapshot(store, image)?
+        ensure_layers(store, image)?
     };
     sweep_orphans(store);
     let id = match &linux.id {
@@ -531,13 +541,15 @@ pub fn run(
         None => container_id(),
     };
     let dir = overlays_dir(store).join(&id);
-    let container = ContainerDir::create(&dir, &snapshot.rootfs())?;
+    let lowers: Vec<PathBuf> = layers.iter().map(LayerSnapshot::fs).collect();
+    let container = ContainerDir::create(&dir, &lowers)?;
 
-    let spec = runtime_spec(image, &snapshot.rootfs(), options, &named(linux, &id))?;
+    // Users resolve against the merged image, before anything runs in it.
+    let spec = runtime_spec(image, &container.rootfs, options, &named(linux, &id))?;
     write_config(spec, &container.rootfs, &id, &dir)?;
     let outcome = start_and_wait(store, &id, &dir, options, linux.on_start.as_ref())?;
     drop(container);
-    drop(snapshot);
+    drop(layers);
     Ok(outcome)
 }
 
@@ -798,12 +810,12 @@ pub struct ExecOptions {
     pub stderr: Option<std::fs::File>,
 }
 
-/// Starts a process in the running Linux container `id` (12 hex digits)
-/// of `image`, in all its namespaces and its cgroup, with its
+/// Starts a process in the running Linux container `id` (12 hex digits),
+/// in all its namespaces and its cgroup, with its
 /// capabilities, `no_new_privs` and seccomp profile, and waits for it.
 /// Returns its exit code (128 + the signal number when a signal ended
 /// it). Signals this process gets are passed on to it, as for [`run`].
-pub fn exec(store: &Store, image: &Image, id: &str, options: ExecOptions) -> Result<i32, RunError> {
+pub fn exec(store: &Store, id: &str, options: ExecOptions) -> Result<i32, RunError> {
     require_root()?;
     let program = options
         .argv
@@ -852,13 +864,11 @@ pub fn exec(store: &Store, image: &Image, id: &str, options: ExecOptions) -> Res
         });
     }
     if let Some(u) = options.user.as_deref() {
-        // From the image's files (store-owned), not the container's
-        // writable layer, which its processes control.
-        let snapshot = {
-            let _lock = store.lock_shared()?;
-            super::ensure_snapshot(store, image)?
-        };
-        process.set_user(spec_user(&snapshot.rootfs(), u)?);
+        // In the container's files as they are now, as runc does: users
+        // added since start resolve too. Its processes control them, so
+        // they are read as for an untrusted image (regular files only,
+        // bounded, nothing followed out of the rootfs).
+        process.set_user(spec_user(&bundle.join("rootfs"), u)?);
     }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     for kv in &options.env {
@@ -988,6 +998,70 @@ fn sweep_orphans(store: &Store) {
     }
 }
 
+/// One layer of an image unpacked on its own (overlayfs whiteouts), shared
+/// by every image that has the layer. While it lives, its directory is
+/// locked shared, so garbage collection leaves it.
+struct LayerSnapshot {
+    dir: PathBuf,
+    _in_use: crate::store::StoreLock,
+}
+
+impl LayerSnapshot {
+    fn fs(&self) -> PathBuf {
+        self.dir.join("fs")
+    }
+}
+
+/// The image's layers, bottom first, each unpacked once into
+/// `wharf/layers/<blob hex>/fs` (checked against the config's diff_ids).
+/// Call it with the store's shared lock held.
+fn ensure_layers(store: &Store, image: &Image) -> Result<Vec<LayerSnapshot>, RunError> {
+    let diff_ids = image.config.rootfs().diff_ids();
+    let checked = diff_ids.len() == image.fs_layers.len();
+    let mut out = Vec::new();
+    for (i, layer) in image.fs_layers.iter().enumerate() {
+        let digest = crate::image::descriptor_digest(layer)?;
+        let dir = store.layer_dir(&digest);
+        if !dir.join("complete").exists() {
+            let tmp = store.temp_dir("layer-")?;
+            let fs = tmp.path().join("fs");
+            fs_err::create_dir(&fs)?;
+            let diff_id = diff_ids
+                .get(i)
+                .filter(|_| checked)
+                .and_then(|d| d.parse::<Digest>().ok());
+            crate::layer::unpack_layer_as(
+                store,
+                layer,
+                diff_id.as_ref(),
+                &fs,
+                crate::layer::Whiteouts::Overlay,
+            )?;
+            // All of it on disk before the marker (as for snapshots).
+            rustix::fs::syncfs(fs_err::File::open(tmp.path())?.file())
+                .map_err(std::io::Error::from)?;
+            fs_err::File::create(tmp.path().join("complete"))?.sync_all()?;
+            let staged = tmp.keep();
+            match std::fs::rename(&staged, &dir) {
+                Ok(()) => crate::store::sync_dir(dir.parent().expect("a layer dir has a parent"))?,
+                // Another run unpacked the same layer first.
+                Err(_) if dir.join("complete").exists() => {
+                    let _ = fs_err::remove_dir_all(&staged);
+                }
+                Err(e) => {
+                    let _ = fs_err::remove_dir_all(&staged);
+                    return Err(e.into());
+                }
+            }
+        }
+        out.push(LayerSnapshot {
+            _in_use: crate::store::StoreLock::shared_dir(&dir)?,
+            dir,
+        });
+    }
+    Ok(out)
+}
+
 /// Where containers' overlay roots live: `wharf/overlays/<id>/`.
 fn overlays_dir(store: &Store) -> PathBuf {
     store.root().join("wharf/overlays")
@@ -1029,7 +1103,7 @@ fn container_id() -> String {
 }
 
 /// A container's directory: `upper/` and `work/` for overlayfs, and
-/// `rootfs/`, the overlay of its upper layer over the image snapshot.
+/// `rootfs/`, the overlay of its upper layer over the image's layers.
 /// Dropping it unmounts the rootfs and removes the directory.
 struct ContainerDir {
     dir: PathBuf,
@@ -1037,14 +1111,13 @@ struct ContainerDir {
 }
 
 impl ContainerDir {
-    fn create(dir: &Path, lower: &Path) -> Result<ContainerDir, RunError> {
-        for p in [dir, lower] {
-            let s = p.to_string_lossy();
-            if s.contains([',', ':']) {
-                return Err(RunError::Unsupported(format!(
-                    "path {s} contains ',' or ':', which overlayfs options cannot carry"
-                )));
-            }
+    /// `lowers` bottom first (an image's layer order).
+    fn create(dir: &Path, lowers: &[PathBuf]) -> Result<ContainerDir, RunError> {
+        let s = dir.to_string_lossy();
+        if s.contains([',', ':']) {
+            return Err(RunError::Unsupported(format!(
+                "path {s} contains ',' or ':', which overlayfs options cannot carry"
+            )));
         }
         std::fs::create_dir_all(dir)?;
         // Who runs it: a directory whose owner is gone is an orphan
@@ -1057,9 +1130,35 @@ impl ContainerDir {
             dir: dir.to_owned(),
             rootfs: dir.join("rootfs"),
         };
+        // Each lower directory by a descriptor of this process, so that
+        // the options stay short (they must fit in a page) however many
+        // layers and however long the store's path; top layer first.
+        let mut lowers: Vec<PathBuf> = lowers.to_vec();
+        if lowers.is_empty() {
+            std::fs::create_dir_all(dir.join("empty"))?;
+            lowers.push(dir.join("empty"));
+        }
+        let fds = lowers
+            .iter()
+            .rev()
+            .map(|p| {
+                rustix::fs::open(
+                    p,
+                    rustix::fs::OFlags::PATH
+                        | rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(std::io::Error::from)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let lowerdir = fds
+            .iter()
+            .map(|fd| format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect::<Vec<_>>()
+            .join(":");
         let data = std::ffi::CString::new(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
+            "lowerdir={lowerdir},upperdir={},workdir={}",
             dir.join("upper").display(),
             dir.join("work").display()
         ))

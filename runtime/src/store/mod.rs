@@ -11,6 +11,7 @@
 //! ROOT/wharf/index.lock                           serialises index.json updates
 //! ROOT/wharf/tmp/                                 partial writes (same filesystem)
 //! ROOT/wharf/snapshots/<manifest hex>/            unpacked image filesystems
+//! ROOT/wharf/layers/<layer blob hex>/fs/           one layer, overlayfs whiteouts
 //! ROOT/wharf/modules/<module hex>/<engine>.cwasm  compiled-module cache
 //! ROOT/wharf/build-cache/<key hex>.json           build step cache
 //! ROOT/wharf/leases/<holder>                      images kept for a holder
@@ -144,6 +145,7 @@ impl Store {
             store.root.join("blobs/sha256"),
             store.meta_dir().join("tmp"),
             store.meta_dir().join("snapshots"),
+            store.meta_dir().join("layers"),
             store.meta_dir().join("modules"),
             store.meta_dir().join("build-cache"),
         ] {
@@ -502,6 +504,12 @@ impl Store {
         self.meta_dir().join("snapshots").join(manifest.hex())
     }
 
+    /// The directory holding the layer blob `layer` unpacked on its own,
+    /// with overlayfs's whiteouts (a lower directory of Linux containers).
+    pub fn layer_dir(&self, layer: &Digest) -> PathBuf {
+        self.meta_dir().join("layers").join(layer.hex())
+    }
+
     /// The directory holding compiled code for the module with this digest.
     pub fn module_cache_dir(&self, module: &Digest) -> PathBuf {
         self.meta_dir().join("modules").join(module.hex())
@@ -585,6 +593,18 @@ impl Store {
                     freed += dir_size(&entry.path());
                     fs_err::remove_dir_all(entry.path())?;
                 }
+            }
+        }
+        // Unpacked layers of blobs that are gone, unless a running
+        // container still has them as a lower directory.
+        for entry in fs_err::read_dir(self.meta_dir().join("layers"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = Digest::from_hex(&name).is_ok_and(|d| live_blobs.contains(&d))
+                || StoreLock::dir_in_use(&entry.path());
+            if !keep {
+                freed += dir_size(&entry.path());
+                fs_err::remove_dir_all(entry.path())?;
             }
         }
         for entry in fs_err::read_dir(self.meta_dir().join("modules"))? {

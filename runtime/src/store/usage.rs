@@ -28,7 +28,8 @@ pub struct Usage {
 pub struct DiskUsage {
     /// Images: named or leased roots; the size is every blob's.
     pub images: Usage,
-    /// Unpacked image filesystems.
+    /// Unpacked image filesystems (wasm images) and unpacked layers
+    /// (Linux images).
     pub snapshots: Usage,
     /// Compiled wasm code.
     pub modules: Usage,
@@ -87,6 +88,20 @@ impl Store {
                         active_modules.insert(d);
                     }
                 }
+            } else {
+                usage.snapshots.reclaimable += size;
+            }
+        }
+        for entry in read_dir(&self.meta_dir().join("layers"))? {
+            let path = entry.path();
+            let size = dir_size(&path);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let active = Digest::from_hex(&name).is_ok_and(|d| active_blobs.contains(&d))
+                || StoreLock::dir_in_use(&path);
+            usage.snapshots.total += 1;
+            usage.snapshots.size += size;
+            if active {
+                usage.snapshots.active += 1;
             } else {
                 usage.snapshots.reclaimable += size;
             }
