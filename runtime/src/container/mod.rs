@@ -210,6 +210,12 @@ pub struct ContainerConfig {
     /// The client asked for a terminal: logs are returned as one raw
     /// stream. (No pseudo-terminal is allocated.)
     pub tty: bool,
+    /// `-i` (`OpenStdin`): the process reads what clients attached with
+    /// stdin write into the container's `stdin` fifo.
+    pub open_stdin: bool,
+    /// `StdinOnce`: the process's input ends when the first attached
+    /// client closes its input (what `docker run -i` asks for).
+    pub stdin_once: bool,
     /// Signal `stop` sends first (default SIGTERM).
     pub stop_signal: Option<String>,
     /// Seconds `stop` waits before SIGKILL (default 10).
@@ -245,6 +251,7 @@ impl ContainerConfig {
             memory: self.memory,
             timeout: self.timeout_ms.map(Duration::from_millis),
             fuel: self.fuel,
+            stdin: self.open_stdin,
             network: exec::NetworkPolicy::new(
                 self.network.as_deref(),
                 &self.publish,
@@ -458,6 +465,46 @@ impl Containers {
         crate::store::dir_size(&self.dir(id))
     }
 
+    /// Opens container `id`'s input for writing (what `attach` with stdin
+    /// does): waits until its process is there to read it, as a client
+    /// attaches before it starts. Fails if the container was made without
+    /// `-i`, or stops (or never starts) meanwhile.
+    pub fn attach_stdin(&self, id: &str) -> Result<std::fs::File> {
+        let path = self.dir(id).join("stdin");
+        if !path.exists() {
+            return Err(ContainerError::Invalid(format!(
+                "container {} was not created with -i (OpenStdin): it takes no input",
+                short_id(id)
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            use rustix::fs::OFlags;
+            match rustix::fs::open(
+                &path,
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    // Blocking from here on: writes wait for the reader.
+                    rustix::fs::fcntl_setfl(&fd, OFlags::WRONLY).map_err(std::io::Error::from)?;
+                    return Ok(std::fs::File::from(fd));
+                }
+                // No reader yet.
+                Err(rustix::io::Errno::NXIO) => {}
+                Err(e) => return Err(std::io::Error::from(e).into()),
+            }
+            let state = self.refresh(id)?;
+            let started = state.started_at > 0 || state.is_running();
+            if (started && !state.is_running() && !self.monitor_alive(id))
+                || Instant::now() >= deadline
+            {
+                return Err(ContainerError::NotRunning(id.to_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The json-file log of container `id`.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dir(id).join("log.json")
@@ -548,6 +595,16 @@ impl Containers {
                 &serde_json::to_vec(&container.state).expect("serialisable"),
             )?;
             fs_err::File::create(staging.join("log.json"))?;
+            if container.config.open_stdin {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    staging.join("stdin"),
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .map_err(std::io::Error::from)?;
+            }
             fs_err::rename(&staging, self.dir(&id))?;
             crate::store::sync_dir(&self.dir)?;
             Ok(())
@@ -1106,9 +1163,21 @@ impl Containers {
     /// returns when the container exits without being removed (no `--rm`)
     /// and is then removed by someone else.
     pub fn wait(&self, what: &str, condition: WaitCondition) -> Result<i32> {
-        let id = self.resolve(what)?;
+        // An auto-removed container may be gone already: by its full id,
+        // its tombstone still has the exit code.
+        let gone = |id: &str, e: ContainerError| match (&e, self.tombstone(id)) {
+            (ContainerError::NotFound(_), Some(code)) => Ok(code),
+            _ => Err(e),
+        };
+        let id = match self.resolve(what) {
+            Ok(id) => id,
+            Err(e) => return gone(what, e),
+        };
         let dir = self.dir(&id);
-        let first = self.refresh(&id)?;
+        let first = match self.refresh(&id) {
+            Ok(s) => s,
+            Err(e) => return gone(&id, e),
+        };
         let mut last_code = first.exit_code;
         loop {
             let state = match self.refresh(&id) {

@@ -56,6 +56,9 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         return Ok(1);
     };
     let c = cs.load(&id)?;
+    if c.config.open_stdin {
+        connect_stdin(&dir.join("stdin"), c.config.stdin_once)?;
+    }
     let log = LogWriter::open(&cs.log_path(&id))?;
     let signals = Signals::install()?;
     cs.update(&id, |s| {
@@ -426,6 +429,31 @@ fn error_code(e: &ContainerError) -> i32 {
 }
 
 /// Points stdout and stderr at /dev/null (closing the pipes they were).
+/// Makes standard input (which the container's process inherits) a pipe
+/// fed from the container's `stdin` fifo: each client that attaches with
+/// input opens the fifo, and what it writes goes on. With `once`, the
+/// process's input ends when the first client closes; otherwise the
+/// process keeps waiting for the next one, as Docker's stdin does.
+fn connect_stdin(fifo: &std::path::Path, once: bool) -> Result<()> {
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(std::io::Error::from)?;
+    rustix::stdio::dup2_stdin(&r).map_err(std::io::Error::from)?;
+    drop(r);
+    let fifo = fifo.to_owned();
+    let mut w = std::fs::File::from(w);
+    std::thread::spawn(move || loop {
+        // Blocks until a client opens it for writing.
+        let Ok(mut input) = std::fs::File::open(&fifo) else {
+            return;
+        };
+        if std::io::copy(&mut input, &mut w).is_err() || once {
+            // Dropping the writer: the process reads end-of-file.
+            return;
+        }
+    });
+    Ok(())
+}
+
 fn redirect_stdio_to_null() -> Result<()> {
     let null: OwnedFd = std::fs::OpenOptions::new()
         .write(true)
