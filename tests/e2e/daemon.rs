@@ -156,6 +156,17 @@ fn the_docker_cli_drives_wasm_containers() {
         "oops\n",
         "stderr stays stderr"
     );
+    // docker run -i: the input reaches the guest, and its end ends it.
+    let fed = Command::new("sh")
+        .args([
+            "-c",
+            "printf 'in\\nput\\n' | docker run -i --rm probe stdin",
+        ])
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fed.stdout), "in\nput\n");
+    assert!(fed.status.success());
     assert!(
         d.docker_ok(&["ps", "-a", "-q"]).trim().is_empty(),
         "--rm removed them"
@@ -309,6 +320,33 @@ fn the_docker_cli_drives_linux_containers() {
     assert_eq!(out, "box\n1\n");
     let o = d.docker(&["run", "--rm", "bb", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9));
+    let fed = Command::new("sh")
+        .args([
+            "-c",
+            "echo piped | docker run -i --rm bb sh -c 'cat; exit 6'",
+        ])
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fed.stdout), "piped\n");
+    assert_eq!(fed.status.code(), Some(6));
+    // Detached with -i: input comes from later attaches.
+    d.docker_ok(&["run", "-d", "-i", "--name", "reader", "bb", "cat"]);
+    // (An attach lasts as long as the container, as Docker's does.)
+    let mut attach = Command::new("sh")
+        .args(["-c", "echo attached | docker attach reader"])
+        .env("DOCKER_HOST", d.host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the line in the log", || {
+        d.docker_ok(&["logs", "reader"]) == "attached\n"
+    });
+    d.docker_ok(&["rm", "-f", "reader"]);
+    eventually("the attach to end with the container", || {
+        attach.try_wait().unwrap().is_some()
+    });
     if crate::harness::require("tini-static") {
         let comm = d.docker_ok(&["run", "--rm", "--init", "bb", "cat", "/proc/1/comm"]);
         assert_eq!(comm, "docker-init\n");

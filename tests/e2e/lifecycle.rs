@@ -156,6 +156,22 @@ fn restart_policies_foreground_names_and_auto_remove() {
     let logs = env.wharf(&["logs", "fg"]).ok();
     assert!(logs.stderr.contains("to-stderr") && logs.stdout.is_empty());
 
+    // Named and --rm in the foreground: the code comes back although the
+    // container is already gone; -i feeds it this command's input.
+    let r = env.wharf(&["run", "--rm", "--name", "gone", "probe", "exit", "4"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let r = env.wharf_stdin(
+        &["run", "-i", "--rm", "--name", "fed", "probe", "stdin"],
+        "to the guest\n",
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "to the guest\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.wharf(&["ps", "-a"]).ok().stdout.contains("fed"));
+
     // --rm: gone after it exits; wait still gets its code.
     let id = env
         .wharf(&["run", "-d", "--rm", "probe", "exit", "5"])

@@ -178,11 +178,6 @@ impl Args {
             .command
             .split_first()
             .expect("clap requires at least IMAGE");
-        if self.interactive {
-            anyhow::bail!(
-                "-i is not supported for containers run with -d, --name or --restart yet"
-            );
-        }
         self.guest.mounts()?;
         let mut config = ContainerConfig {
             image: image.clone(),
@@ -209,6 +204,10 @@ impl Args {
             pids_limit: self.pids_limit,
             init: self.init,
             auto_remove: self.rm,
+            // As docker run -i: input ends with the command's own, unless
+            // the container is detached (later attaches feed it).
+            open_stdin: self.interactive,
+            stdin_once: self.interactive && !self.detach,
             ..ContainerConfig::default()
         };
         self.managed.apply(&mut config)?;
@@ -246,6 +245,16 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
     if detach {
         super::say(&c.id)?;
         return Ok(0);
+    }
+    if c.config.open_stdin {
+        // This command's input, until it ends, then end-of-file for the
+        // container's process.
+        let (cs, id) = (cs.clone(), c.id.clone());
+        std::thread::spawn(move || {
+            if let Ok(mut input) = cs.attach_stdin(&id) {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
+            }
+        });
     }
     super::container::attached(&cs, &c.id, &mut reader)
 }

@@ -7,7 +7,7 @@
 //! a container forks, and the daemon has many threads.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    bad_request, blocking, channel_body, full, json_reply, read_body, reply, stream_type, strings,
-    switching_protocols, Failure, Reply,
+    bad_request, blocking, channel_body, forward_input, full, json_reply, read_body, reply,
+    stream_type, strings, switching_protocols, Failure, Reply,
 };
 use crate::container::{logs, ContainerError, Containers};
 use crate::exec::linux::ExecOptions;
@@ -262,26 +262,9 @@ pub(super) async fn start(
         let Ok(upgraded) = upgrade.await else {
             return;
         };
-        let (mut read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
-        if let Some(mut stdin) = stdin {
-            // Input until the client closes its side.
-            let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(16);
-            std::thread::spawn(move || {
-                while let Some(b) = in_rx.blocking_recv() {
-                    if stdin.write_all(&b).is_err() {
-                        break;
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt as _;
-                let mut buf = vec![0u8; 32 << 10];
-                while let Ok(n) = read.read(&mut buf).await {
-                    if n == 0 || in_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                        break;
-                    }
-                }
-            });
+        let (read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        if let Some(stdin) = stdin {
+            forward_input(read, move || Some(stdin));
         }
         use tokio::io::AsyncWriteExt as _;
         let mut rx = rx;

@@ -913,12 +913,17 @@ impl Api {
         let tty = c.config.tty;
         let mut reader = logs::LogReader::open(&cs.log_path(&c.id), !logs_too)
             .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let input = q.flag("stdin") && c.config.open_stdin;
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(upgraded) = upgrade.await else {
                 return;
             };
-            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+            let (read, mut io) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+            if input {
+                let (cs, id) = (cs.clone(), c.id.clone());
+                forward_input(read, move || cs.attach_stdin(&id).ok());
+            }
             let (tx, mut rx) = mpsc::channel::<Bytes>(64);
             tokio::task::spawn_blocking(move || {
                 let mut send = |e: &logs::Entry| -> std::io::Result<()> {
@@ -946,6 +951,37 @@ impl Api {
         });
         Ok(switching_protocols(tty))
     }
+}
+
+/// Copies what the client sends over an upgraded connection into the
+/// writer `open` gives (called on a thread of its own, since it may wait
+/// for a reader), until the client closes its side; then drops the
+/// writer, so the reader sees end-of-file.
+fn forward_input<R, W>(mut read: R, open: impl FnOnce() -> Option<W> + Send + 'static)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: std::io::Write,
+{
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    std::thread::spawn(move || {
+        let Some(mut w) = open() else {
+            return;
+        };
+        while let Some(b) = rx.blocking_recv() {
+            if w.write_all(&b).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 32 << 10];
+        while let Ok(n) = read.read(&mut buf).await {
+            if n == 0 || tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// HTTP 101: the connection now carries a raw (`tty`) or multiplexed
@@ -1114,11 +1150,6 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
         .filter(|i| !i.is_empty())
         .ok_or_else(|| bad_request("the container configuration names no Image"))?;
     let hc = &v["HostConfig"];
-    if v["OpenStdin"].as_bool() == Some(true) && v["AttachStdin"].as_bool() == Some(true) {
-        return Err(bad_request(
-            "wharf does not forward standard input to containers yet (docker run -i)",
-        ));
-    }
     let entrypoint = strings(&v["Entrypoint"]).unwrap_or_default();
     let mut cmd = strings(&v["Cmd"]);
     let entry = match entrypoint.split_first() {
@@ -1208,6 +1239,8 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
         auto_remove: hc["AutoRemove"].as_bool().unwrap_or(false),
         labels,
         tty: v["Tty"].as_bool().unwrap_or(false),
+        open_stdin: v["OpenStdin"].as_bool().unwrap_or(false),
+        stdin_once: v["StdinOnce"].as_bool().unwrap_or(false),
         stop_signal: v["StopSignal"]
             .as_str()
             .filter(|s| !s.is_empty())
