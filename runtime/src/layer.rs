@@ -997,12 +997,11 @@ mod tests {
         assert!(!outside.path().join("x/evil").exists());
     }
 
-    #[test]
-    fn whiteouts_remove_lower_files_only_inside() {
-        let (_r, store, outside, dest) = setup();
-        std::fs::write(outside.path().join("keep"), b"k").unwrap();
+    /// Two layers: `d/a`, `d/b`, `e/c`; then a whiteout of `d/a`, an
+    /// opaque `e` and `e/new`.
+    fn whiteout_layers(store: &Store) -> (Descriptor, Descriptor) {
         let l1 = put(
-            &store,
+            store,
             &tar_gz(|b| {
                 raw_entry(b, "d/a", tar::EntryType::Regular, None, b"1");
                 raw_entry(b, "d/b", tar::EntryType::Regular, None, b"2");
@@ -1010,13 +1009,21 @@ mod tests {
             }),
         );
         let l2 = put(
-            &store,
+            store,
             &tar_gz(|b| {
                 raw_entry(b, "d/.wh.a", tar::EntryType::Regular, None, b"");
                 raw_entry(b, "e/new", tar::EntryType::Regular, None, b"4");
                 raw_entry(b, "e/.wh..wh..opq", tar::EntryType::Regular, None, b"");
             }),
         );
+        (l1, l2)
+    }
+
+    #[test]
+    fn whiteouts_remove_lower_files_only_inside() {
+        let (_r, store, outside, dest) = setup();
+        std::fs::write(outside.path().join("keep"), b"k").unwrap();
+        let (l1, l2) = whiteout_layers(&store);
         unpack_layer(&store, &l1, None, dest.path()).unwrap();
         unpack_layer(&store, &l2, None, dest.path()).unwrap();
         assert!(!dest.path().join("d/a").exists());
@@ -1038,22 +1045,7 @@ mod tests {
             return;
         }
         let (_r, store, outside, dest) = setup();
-        let l1 = put(
-            &store,
-            &tar_gz(|b| {
-                raw_entry(b, "d/a", tar::EntryType::Regular, None, b"1");
-                raw_entry(b, "d/b", tar::EntryType::Regular, None, b"2");
-                raw_entry(b, "e/c", tar::EntryType::Regular, None, b"3");
-            }),
-        );
-        let l2 = put(
-            &store,
-            &tar_gz(|b| {
-                raw_entry(b, "d/.wh.a", tar::EntryType::Regular, None, b"");
-                raw_entry(b, "e/new", tar::EntryType::Regular, None, b"4");
-                raw_entry(b, "e/.wh..wh..opq", tar::EntryType::Regular, None, b"");
-            }),
-        );
+        let (l1, l2) = whiteout_layers(&store);
         let (lower, upper, merged) = (
             dest.path().join("1"),
             dest.path().join("2"),
