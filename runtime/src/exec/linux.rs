@@ -1037,22 +1037,7 @@ fn ensure_layers(store: &Store, image: &Image) -> Result<Vec<LayerSnapshot>, Run
                 &fs,
                 crate::layer::Whiteouts::Overlay,
             )?;
-            // All of it on disk before the marker (as for snapshots).
-            rustix::fs::syncfs(fs_err::File::open(tmp.path())?.file())
-                .map_err(std::io::Error::from)?;
-            fs_err::File::create(tmp.path().join("complete"))?.sync_all()?;
-            let staged = tmp.keep();
-            match std::fs::rename(&staged, &dir) {
-                Ok(()) => crate::store::sync_dir(dir.parent().expect("a layer dir has a parent"))?,
-                // Another run unpacked the same layer first.
-                Err(_) if dir.join("complete").exists() => {
-                    let _ = fs_err::remove_dir_all(&staged);
-                }
-                Err(e) => {
-                    let _ = fs_err::remove_dir_all(&staged);
-                    return Err(e.into());
-                }
-            }
+            super::publish_complete(tmp, &dir)?;
         }
         out.push(LayerSnapshot {
             _in_use: crate::store::StoreLock::shared_dir(&dir)?,

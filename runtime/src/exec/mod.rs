@@ -384,26 +384,7 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
                 )?;
             }
         }
-        // Everything unpacked reaches the disk before the marker that says
-        // the snapshot is whole: a crash leaves either no `complete` (the
-        // staging directory is discarded) or a complete tree.
-        rustix::fs::syncfs(fs_err::File::open(tmp.path())?.file()).map_err(std::io::Error::from)?;
-        {
-            let marker = fs_err::File::create(tmp.path().join("complete"))?;
-            marker.sync_all()?;
-        }
-        let staged = tmp.keep();
-        match std::fs::rename(&staged, &dir) {
-            Ok(()) => crate::store::sync_dir(dir.parent().expect("snapshot dir has a parent"))?,
-            // Another process finished the same snapshot first.
-            Err(_) if dir.join("complete").exists() => {
-                let _ = fs_err::remove_dir_all(&staged);
-            }
-            Err(e) => {
-                let _ = fs_err::remove_dir_all(&staged);
-                return Err(e.into());
-            }
-        }
+        publish_complete(tmp, &dir)?;
     }
     let in_use = crate::store::StoreLock::shared_dir(&dir)?;
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
@@ -413,6 +394,28 @@ pub fn ensure_snapshot(store: &Store, image: &Image) -> Result<Snapshot, RunErro
         dir,
         _in_use: in_use,
     })
+}
+
+/// Moves a tree unpacked in the store's temp area to `dir`, marked
+/// `complete`. Everything unpacked reaches the disk before the marker: a
+/// crash leaves either no `complete` (the staging directory is discarded)
+/// or a whole tree. When another process published the same tree first,
+/// this copy is dropped.
+pub(crate) fn publish_complete(tmp: tempfile::TempDir, dir: &Path) -> Result<(), RunError> {
+    rustix::fs::syncfs(fs_err::File::open(tmp.path())?.file()).map_err(std::io::Error::from)?;
+    fs_err::File::create(tmp.path().join("complete"))?.sync_all()?;
+    let staged = tmp.keep();
+    match std::fs::rename(&staged, dir) {
+        Ok(()) => crate::store::sync_dir(dir.parent().expect("a store dir has a parent"))?,
+        Err(_) if dir.join("complete").exists() => {
+            let _ = fs_err::remove_dir_all(&staged);
+        }
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&staged);
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 /// True when `rel` names a regular file inside `root` without leaving it.
