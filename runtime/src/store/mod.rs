@@ -551,19 +551,35 @@ impl Store {
     }
 
     /// The blobs and manifests reached from the index's roots and from
-    /// leases (`with_index: false`: from leases only).
-    fn live(&self, with_index: bool) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
+    /// leases.
+    fn live(&self) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
+        let mut roots = Vec::new();
+        for d in self.roots()? {
+            roots.push((descriptor_digest_io(&d)?, d.media_type().clone()));
+        }
+        roots.extend(self.lease_roots(self.leases()?.into_iter().map(|(_, d)| d)));
+        self.mark_from(roots)
+    }
+
+    /// Leased roots with the media type their content has (a lease names a
+    /// digest only); those whose blob is gone are left out.
+    fn lease_roots(&self, leased: impl IntoIterator<Item = Digest>) -> Vec<(Digest, MediaType)> {
+        leased
+            .into_iter()
+            .filter_map(|d| {
+                let media_type = self.root_descriptor(&d).ok()?.media_type().clone();
+                Some((d, media_type))
+            })
+            .collect()
+    }
+
+    /// The blobs and manifests reached from `roots`.
+    fn mark_from(
+        &self,
+        roots: Vec<(Digest, MediaType)>,
+    ) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
         let mut live_blobs = BTreeSet::new();
         let mut live_manifests = BTreeSet::new();
-        let mut roots = Vec::new();
-        if with_index {
-            for d in self.roots()? {
-                roots.push((descriptor_digest_io(&d)?, d.media_type().clone()));
-            }
-        }
-        for (_, d) in self.leases()? {
-            roots.push((d, MediaType::ImageManifest));
-        }
         for (digest, media_type) in roots {
             self.mark(&digest, &media_type, &mut live_blobs, &mut live_manifests)?;
         }
@@ -572,7 +588,7 @@ impl Store {
 
     /// [`Store::collect_garbage`] with the exclusive lock already held.
     fn collect_garbage_locked(&self) -> Result<u64> {
-        let (live_blobs, live_manifests) = self.live(true)?;
+        let (live_blobs, live_manifests) = self.live()?;
         let mut live_modules = BTreeSet::new();
         let mut freed = 0;
         // Snapshots of images that are gone; remember modules of the rest.
@@ -676,11 +692,8 @@ impl Store {
             return Ok(());
         }
         let bytes = self.read_blob(digest, MAX_MANIFEST_SIZE, "manifest")?;
-        // A lease names a digest without a media type: the content says.
         let is_index = matches!(media_type, MediaType::ImageIndex)
-            || media_type.to_string() == crate::image::DOCKER_MANIFEST_LIST
-            || serde_json::from_slice::<serde_json::Value>(&bytes)
-                .is_ok_and(|v| v["manifests"].is_array() && v.get("layers").is_none());
+            || media_type.to_string() == crate::image::DOCKER_MANIFEST_LIST;
         if is_index {
             let idx: ImageIndex =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata {

@@ -23,6 +23,19 @@ pub struct Usage {
     pub reclaimable: u64,
 }
 
+impl Usage {
+    /// Counts one item of `size` bytes.
+    pub fn add(&mut self, size: u64, active: bool) {
+        self.total += 1;
+        self.size += size;
+        if active {
+            self.active += 1;
+        } else {
+            self.reclaimable += size;
+        }
+    }
+}
+
 /// The space the store takes, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DiskUsage {
@@ -42,8 +55,8 @@ pub struct DiskUsage {
 pub struct Pruned {
     /// The images removed: their names, or digests for unnamed ones.
     pub images: Vec<String>,
-    /// Build-cache entries removed.
-    pub build_cache: usize,
+    /// The keys of the build-cache entries removed.
+    pub build_cache: Vec<Digest>,
     /// Bytes freed (blobs, snapshots, compiled code, cache).
     pub reclaimed: u64,
 }
@@ -55,8 +68,9 @@ impl Store {
     /// never wrong in kind.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let sizes = self.blob_sizes()?;
-        let (active_blobs, active_manifests) = self.live(false)?;
         let leased: BTreeSet<Digest> = self.leases()?.into_iter().map(|(_, d)| d).collect();
+        let (active_blobs, active_manifests) =
+            self.mark_from(self.lease_roots(leased.iter().cloned()))?;
         let mut roots = BTreeSet::new();
         for d in self.roots()? {
             roots.insert(descriptor_digest_io(&d)?);
@@ -79,17 +93,13 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             let active = Digest::from_hex(&name).is_ok_and(|d| active_manifests.contains(&d))
                 || StoreLock::dir_in_use(&path);
-            usage.snapshots.total += 1;
-            usage.snapshots.size += size;
+            usage.snapshots.add(size, active);
             if active {
-                usage.snapshots.active += 1;
                 if let Ok(m) = std::fs::read_to_string(path.join("module-digest")) {
                     if let Ok(d) = m.trim().parse::<Digest>() {
                         active_modules.insert(d);
                     }
                 }
-            } else {
-                usage.snapshots.reclaimable += size;
             }
         }
         for entry in read_dir(&self.meta_dir().join("layers"))? {
@@ -98,31 +108,17 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             let active = Digest::from_hex(&name).is_ok_and(|d| active_blobs.contains(&d))
                 || StoreLock::dir_in_use(&path);
-            usage.snapshots.total += 1;
-            usage.snapshots.size += size;
-            if active {
-                usage.snapshots.active += 1;
-            } else {
-                usage.snapshots.reclaimable += size;
-            }
+            usage.snapshots.add(size, active);
         }
         for entry in read_dir(&self.meta_dir().join("modules"))? {
             let size = dir_size(&entry.path());
             let name = entry.file_name().to_string_lossy().into_owned();
             let active = Digest::from_hex(&name)
                 .is_ok_and(|d| active_modules.contains(&d) || active_blobs.contains(&d));
-            usage.modules.total += 1;
-            usage.modules.size += size;
-            if active {
-                usage.modules.active += 1;
-            } else {
-                usage.modules.reclaimable += size;
-            }
+            usage.modules.add(size, active);
         }
         for entry in self.build_cache_entries()? {
-            usage.build_cache.total += 1;
-            usage.build_cache.size += entry.size;
-            usage.build_cache.reclaimable += entry.size;
+            usage.build_cache.add(entry.size, false);
         }
         Ok(usage)
     }
@@ -164,10 +160,10 @@ impl Store {
     pub fn prune_build_cache(&self) -> Result<Pruned> {
         let _lock = self.lock_exclusive()?;
         let mut pruned = Pruned::default();
-        for entry in read_dir(&self.meta_dir().join("build-cache"))? {
-            pruned.reclaimed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            fs_err::remove_file(entry.path())?;
-            pruned.build_cache += 1;
+        for entry in self.build_cache_entries()? {
+            fs_err::remove_file(self.build_cache_path(&entry.key))?;
+            pruned.reclaimed += entry.size;
+            pruned.build_cache.push(entry.key);
         }
         pruned.reclaimed += self.collect_garbage_locked()?;
         Ok(pruned)
