@@ -614,7 +614,7 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Vec<String>> {
         if let Some((holder, _)) = store.leases()?.into_iter().find(|(_, d)| *d == digest) {
             return Err(StoreError::InUse {
                 image: name.to_owned(),
-                holder: lease_holder_label(&holder),
+                holder: crate::container::lease_holder_label(&holder),
             }
             .into());
         }
@@ -656,13 +656,4 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Vec<String>> {
     }
     store.collect_garbage()?;
     Ok(removed)
-}
-
-/// A lease holder as people read it: `container-<id>` is "container
-/// <short id>".
-fn lease_holder_label(holder: &str) -> String {
-    match holder.strip_prefix("container-") {
-        Some(id) => format!("container {}", crate::container::short_id(id)),
-        None => holder.to_owned(),
-    }
 }

@@ -65,19 +65,11 @@ fn prune(store: &Store, a: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     let cs = super::container::containers(store)?;
-    let sizes: Vec<(String, u64)> = lib(cs.list())?
-        .iter()
-        .map(|c| (c.id.clone(), cs.size(&c.id)))
-        .collect();
     let removed = lib(cs.prune())?;
-    let mut reclaimed: u64 = sizes
-        .iter()
-        .filter(|(id, _)| removed.contains(id))
-        .map(|(_, s)| s)
-        .sum();
+    let mut reclaimed: u64 = removed.iter().map(|(_, size)| size).sum();
     if !removed.is_empty() {
         say("Deleted Containers:")?;
-        for id in &removed {
+        for (id, _) in &removed {
             say(id)?;
         }
         say("")?;
@@ -97,10 +89,10 @@ fn prune(store: &Store, a: PruneArgs) -> anyhow::Result<i32> {
     if a.all {
         let cache = lib(store.prune_build_cache())?;
         reclaimed += cache.reclaimed;
-        if cache.build_cache > 0 {
+        if !cache.build_cache.is_empty() {
             say(format_args!(
                 "Deleted build cache entries: {}\n",
-                cache.build_cache
+                cache.build_cache.len()
             ))?;
         }
     }
@@ -117,14 +109,7 @@ fn df(store: &Store, a: DfArgs) -> anyhow::Result<i32> {
     let list = lib(cs.list())?;
     let mut containers = Usage::default();
     for c in &list {
-        let size = cs.size(&c.id);
-        containers.total += 1;
-        containers.size += size;
-        if c.state.is_running() {
-            containers.active += 1;
-        } else {
-            containers.reclaimable += size;
-        }
+        containers.add(cs.size(&c.id), c.state.is_running());
     }
     let rows = [
         ("Images", &usage.images),

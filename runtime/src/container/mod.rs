@@ -419,9 +419,23 @@ pub struct Containers {
     monitor: Option<MonitorCommand>,
 }
 
-/// The store lease that keeps container `id`'s image.
+/// The store lease that keeps container `id`'s image: `container-<id>`.
 fn lease_holder(id: &str) -> String {
     format!("container-{id}")
+}
+
+/// The container a lease holder names, if it is a container's.
+fn lease_holder_id(holder: &str) -> Option<&str> {
+    holder.strip_prefix("container-")
+}
+
+/// A lease holder as people read it: "container <short id>" for a
+/// container's.
+pub(crate) fn lease_holder_label(holder: &str) -> String {
+    match lease_holder_id(holder) {
+        Some(id) => format!("container {}", short_id(id)),
+        None => holder.to_owned(),
+    }
 }
 
 /// Nanoseconds since the epoch, now.
@@ -1048,16 +1062,17 @@ impl Containers {
     }
 
     /// Removes every container that is not running (`docker container
-    /// prune`) and returns their ids. A container that starts meanwhile
-    /// is left alone.
-    pub fn prune(&self) -> Result<Vec<String>> {
+    /// prune`) and returns their ids with the bytes each took. A
+    /// container that starts meanwhile is left alone.
+    pub fn prune(&self) -> Result<Vec<(String, u64)>> {
         let mut removed = Vec::new();
         for c in self.list()? {
             if c.state.is_running() || self.monitor_alive(&c.id) {
                 continue;
             }
+            let size = self.size(&c.id);
             match self.delete(&c) {
-                Ok(()) => removed.push(c.id),
+                Ok(()) => removed.push((c.id, size)),
                 Err(ContainerError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -1073,7 +1088,7 @@ impl Containers {
     fn sweep(&self) -> Result<()> {
         let _lock = self.store.lock_exclusive()?;
         for (holder, _) in self.store.leases()? {
-            if let Some(id) = holder.strip_prefix("container-") {
+            if let Some(id) = lease_holder_id(&holder) {
                 if !self.dir(id).exists() {
                     self.store.release(&holder)?;
                 }
@@ -1165,9 +1180,12 @@ impl Containers {
     pub fn wait(&self, what: &str, condition: WaitCondition) -> Result<i32> {
         // An auto-removed container may be gone already: by its full id,
         // its tombstone still has the exit code.
-        let gone = |id: &str, e: ContainerError| match (&e, self.tombstone(id)) {
-            (ContainerError::NotFound(_), Some(code)) => Ok(code),
-            _ => Err(e),
+        let gone = |id: &str, e: ContainerError| {
+            let full_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            match (&e, full_id.then(|| self.tombstone(id)).flatten()) {
+                (ContainerError::NotFound(_), Some(code)) => Ok(code),
+                _ => Err(e),
+            }
         };
         let id = match self.resolve(what) {
             Ok(id) => id,

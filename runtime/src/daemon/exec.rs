@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::{
     bad_request, blocking, channel_body, forward_input, full, json_reply, read_body, reply,
-    stream_type, strings, switching_protocols, Failure, Reply,
+    stream_type, strings, switching_protocols, write_then_close, Failure, Reply,
 };
 use crate::container::{logs, ContainerError, Containers};
 use crate::exec::linux::ExecOptions;
@@ -262,19 +262,11 @@ pub(super) async fn start(
         let Ok(upgraded) = upgrade.await else {
             return;
         };
-        let (read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        let (read, write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
         if let Some(stdin) = stdin {
             forward_input(read, move || Some(stdin));
         }
-        use tokio::io::AsyncWriteExt as _;
-        let mut rx = rx;
-        while let Some(b) = rx.recv().await {
-            if write.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        let _ = write.flush().await;
-        let _ = write.shutdown().await;
+        write_then_close(write, rx).await;
     });
     Ok(switching_protocols(false))
 }

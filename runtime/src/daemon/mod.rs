@@ -390,14 +390,10 @@ impl Api {
     async fn prune_containers(&self) -> Reply {
         let cs = self.containers.clone();
         let v = blocking(move || {
-            let sizes: HashMap<String, u64> = cs
-                .list()?
-                .iter()
-                .map(|c| (c.id.clone(), cs.size(&c.id)))
-                .collect();
             let removed = cs.prune()?;
-            let reclaimed: u64 = removed.iter().filter_map(|id| sizes.get(id)).sum();
-            Ok(json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }))
+            let reclaimed: u64 = removed.iter().map(|(_, size)| size).sum();
+            let ids: Vec<&String> = removed.iter().map(|(id, _)| id).collect();
+            Ok(json!({ "ContainersDeleted": ids, "SpaceReclaimed": reclaimed }))
         })
         .await?;
         json_reply(StatusCode::OK, &v)
@@ -435,13 +431,8 @@ impl Api {
     async fn prune_build_cache(&self) -> Reply {
         let store = self.containers.store().clone();
         let v = blocking(move || {
-            let keys: Vec<String> = store
-                .build_cache_entries()
-                .map_err(crate::Error::from)?
-                .iter()
-                .map(|e| e.key.hex().to_owned())
-                .collect();
             let pruned = store.prune_build_cache().map_err(crate::Error::from)?;
+            let keys: Vec<&str> = pruned.build_cache.iter().map(|k| k.hex()).collect();
             Ok(json!({ "CachesDeleted": keys, "SpaceReclaimed": pruned.reclaimed }))
         })
         .await?;
@@ -919,12 +910,12 @@ impl Api {
             let Ok(upgraded) = upgrade.await else {
                 return;
             };
-            let (read, mut io) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+            let (read, io) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
             if input {
                 let (cs, id) = (cs.clone(), c.id.clone());
                 forward_input(read, move || cs.attach_stdin(&id).ok());
             }
-            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            let (tx, rx) = mpsc::channel::<Bytes>(64);
             tokio::task::spawn_blocking(move || {
                 let mut send = |e: &logs::Entry| -> std::io::Result<()> {
                     if (e.stream == "stderr" && !stderr) || (e.stream != "stderr" && !stdout) {
@@ -940,17 +931,26 @@ impl Api {
                 };
                 let _ = cs.follow(&c.id, &mut reader, true, &mut send);
             });
-            use tokio::io::AsyncWriteExt as _;
-            while let Some(b) = rx.recv().await {
-                if io.write_all(&b).await.is_err() {
-                    return;
-                }
-            }
-            let _ = io.flush().await;
-            let _ = io.shutdown().await;
+            write_then_close(io, rx).await;
         });
         Ok(switching_protocols(tty))
     }
+}
+
+/// Writes what `rx` brings to the client, then closes the connection's
+/// sending side (the end of the stream, for the client).
+async fn write_then_close(
+    mut write: impl tokio::io::AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    while let Some(b) = rx.recv().await {
+        if write.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = write.flush().await;
+    let _ = write.shutdown().await;
 }
 
 /// Copies what the client sends over an upgraded connection into the
