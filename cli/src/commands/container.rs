@@ -136,7 +136,12 @@ pub fn attached(cs: &Containers, id: &str, reader: &mut logs::LogReader) -> anyh
             out.flush()
         }
     }))?;
-    lib(cs.wait(id, container::WaitCondition::NotRunning))
+    // As docker run --rm: return once the container is gone, not before.
+    let condition = match cs.get(id) {
+        Ok(c) if !c.config.auto_remove => container::WaitCondition::NotRunning,
+        _ => container::WaitCondition::Removed,
+    };
+    lib(cs.wait(id, condition))
 }
 
 /// Arguments of `wharf stop` and `wharf restart`.
