@@ -411,6 +411,108 @@ fn the_docker_cli_drives_linux_containers() {
     d.docker_ok(&["rm", "svc", "hard"]);
 }
 
+/// Runs `command` (a shell command line) on a fresh terminal of
+/// `rows` x `cols`, as a user at a terminal would: `script` from
+/// util-linux makes the pty; `input` is typed into it.
+fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> Output {
+    let line = format!("stty rows {rows} cols {cols}; {command}");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn docker_run_and_exec_get_terminals() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: Linux containers need root");
+        return;
+    }
+    if !require("docker") || !require("script") {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    crate::linux::build_busybox(
+        &env,
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
+    )
+    .ok();
+    let d = Daemon::start(&env);
+    // -t alone: the process's stdio is a terminal (\n becomes \r\n).
+    let out = d.docker_ok(&["run", "-t", "--rm", "bb", "sh", "-c", "tty; echo $TERM"]);
+    assert_eq!(out, "/dev/pts/0\r\nxterm\r\n");
+    // -it at a terminal: keys in, the client's size, the exit code out.
+    let o = at_terminal(
+        &d,
+        33,
+        99,
+        "docker run -it --rm bb sh -c 'read x; echo got $x; stty size; exit 4'",
+        "typed\n",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("got typed\r\n33 99\r\n"), "{out:?}");
+
+    d.docker_ok(&["run", "-d", "--name", "box", "bb", "sleep", "100"]);
+    let out = d.docker_ok(&[
+        "exec",
+        "-t",
+        "box",
+        "sh",
+        "-c",
+        "tty >/dev/null && echo tty",
+    ]);
+    assert_eq!(out, "tty\r\n");
+    let o = at_terminal(
+        &d,
+        40,
+        120,
+        "docker exec -it box sh -c 'read x; echo got $x; stty size; exit 5'",
+        "keys\n",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("got keys\r\n40 120\r\n"), "{out:?}");
+
+    if has_python_sdk() {
+        // The SDK's resize of a detached container's terminal, then
+        // input through an attach.
+        let o = python(
+            &d,
+            "import docker, time\n\
+             c = docker.from_env().containers.run('bb', ['sh', '-c', 'read x; stty size'], tty=True, stdin_open=True, detach=True)\n\
+             c.resize(height=25, width=70)\n\
+             s = c.attach_socket(params={'stdin': 1, 'stream': 1})\n\
+             s._sock.sendall(b'go\\n')\n\
+             print(c.wait()['StatusCode'], repr(c.logs()))\n\
+             c.remove()",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            r"0 b'go\r\n25 70\r\n'",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A resize of a container that is not running is refused.
+    d.docker_ok(&["create", "--name", "idle", "-t", "bb"]);
+    let (status, body) = d.request("POST", "/v1.43/containers/idle/resize?h=10&w=10", b"");
+    assert_eq!(status, 409, "{body}");
+    d.docker_ok(&["rm", "-f", "box", "idle"]);
+}
+
 #[test]
 fn api_errors_have_docker_shapes() {
     let env = Env::new();

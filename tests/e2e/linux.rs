@@ -603,6 +603,94 @@ fn exec_joins_a_running_linux_container() {
 }
 
 #[test]
+fn containers_and_execs_get_terminals_with_t() {
+    let env = Env::new();
+    let _cleanup = crate::lifecycle::Cleanup(&env);
+    busybox_image(&env);
+    let Some(r) = run_linux(&env, &["run", "-t", "bb", "sh", "-c", "tty; echo $TERM"]) else {
+        return;
+    };
+    // The line discipline of the container's pty: \n becomes \r\n.
+    assert_eq!(r.ok().stdout, "/dev/pts/0\r\nxterm\r\n");
+    // Piped keys, then end-of-file (Ctrl-D) when the input ends.
+    let r = env.wharf_stdin(&["run", "-it", "bb", "sh"], "echo hi\nexit 3\n");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stdout.contains("hi\r\n"), "{:?}", r.stdout);
+    let r = env.wharf_stdin(&["run", "-it", "--name", "named", "bb", "cat"], "line\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("line\r\n"), "{:?}", r.stdout);
+
+    env.wharf(&["run", "-d", "--name", "box", "bb", "sleep", "100"])
+        .ok();
+    let r = env.wharf(&[
+        "exec",
+        "-t",
+        "box",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "tty >/dev/null && echo $TERM",
+    ]);
+    assert_eq!(r.ok().stdout, "xterm\r\n");
+    let r = env.wharf_stdin(
+        &["exec", "-it", "box", "/bin/busybox", "sh"],
+        "echo in\nexit 5\n",
+    );
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stdout.contains("in\r\n"), "{:?}", r.stdout);
+    // Without -t, no terminal.
+    let r = env.wharf(&["exec", "box", "/bin/busybox", "tty"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+
+    // A detached wasm guest's terminal is logged as one raw stream.
+    env.probe();
+    env.wharf(&["run", "-d", "-t", "--name", "w", "probe", "args", "a", "b"])
+        .ok();
+    assert_eq!(env.wharf(&["wait", "w"]).ok().stdout.trim(), "0");
+    assert_eq!(env.wharf(&["logs", "w"]).ok().stdout, "a\r\nb\r\n");
+}
+
+#[test]
+fn a_containers_files_survive_stop_and_start_until_rm() {
+    let env = Env::new();
+    let _cleanup = crate::lifecycle::Cleanup(&env);
+    busybox_image(&env);
+    let script = "echo run >> /srv/note; cat /srv/note";
+    let Some(r) = run_linux(
+        &env,
+        &["create", "--name", "keep", "bb", "sh", "-c", script],
+    ) else {
+        return;
+    };
+    let id = r.ok().stdout.trim().to_owned();
+    for _ in 0..2 {
+        env.wharf(&["start", "keep"]).ok();
+        assert_eq!(env.wharf(&["wait", "keep"]).ok().stdout.trim(), "0");
+    }
+    // The second run saw the first run's line: one writable layer.
+    assert_eq!(env.wharf(&["logs", "keep"]).ok().stdout, "run\nrun\nrun\n");
+    let rw = env
+        .root
+        .path()
+        .join("wharf/containers")
+        .join(&id)
+        .join("rw/upper/srv/note");
+    assert!(rw.exists(), "{} missing", rw.display());
+    // Another container of the image starts from the image's files.
+    let r = env.wharf(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "cat /srv/note || echo fresh",
+    ]);
+    assert_eq!(r.ok().stdout, "fresh\n");
+    env.wharf(&["rm", "keep"]).ok();
+    assert!(!env.root.path().join("wharf/containers").join(&id).exists());
+}
+
+#[test]
 fn init_reaps_zombies_and_passes_signals_on() {
     let env = Env::new();
     let _cleanup = crate::lifecycle::Cleanup(&env);

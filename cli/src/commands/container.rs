@@ -384,6 +384,9 @@ pub struct ExecArgs {
     /// Pass standard input to the process.
     #[arg(short, long)]
     interactive: bool,
+    /// Give the process a terminal (pseudo-TTY).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Set an environment variable (KEY=VALUE, or KEY to pass the host's).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -407,6 +410,7 @@ pub struct ExecArgs {
 /// code is wharf's.
 pub fn exec(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
     let env = super::env_from(&a.env_file, &a.env)?;
+    let relay = wharf::exec::tty::RelaySlot::default();
     let options = wharf::exec::linux::ExecOptions {
         argv: a.command,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -415,6 +419,9 @@ pub fn exec(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
         stdin: a.interactive,
         stdout: None,
         stderr: None,
+        terminal: a.tty.then(|| relay.on_terminal(a.interactive)),
     };
-    lib(containers(store)?.exec(&a.container, options))
+    let code = containers(store)?.exec(&a.container, options);
+    relay.finish();
+    lib(code)
 }

@@ -97,6 +97,10 @@ pub struct Args {
     /// Keep stdin open for the guest.
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Give the container a terminal (pseudo-TTY); with -i, keys go to
+    /// it as typed. A foreground wasm guest uses wharf's own terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -208,6 +212,11 @@ impl Args {
             // the container is detached (later attaches feed it).
             open_stdin: self.interactive,
             stdin_once: self.interactive && !self.detach,
+            tty: self.tty,
+            console_size: self
+                .tty
+                .then(|| exec::tty::size(rustix::stdio::stdout()))
+                .flatten(),
             ..ContainerConfig::default()
         };
         self.managed.apply(&mut config)?;
@@ -246,6 +255,18 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
         super::say(&c.id)?;
         return Ok(0);
     }
+    // With a terminal: this one's size, and raw keys with -i.
+    let size = if c.config.tty {
+        let (cs, id) = (cs.clone(), c.id.clone());
+        exec::tty::follow_size(move |rows, cols| {
+            let _ = cs.resize(&id, rows, cols);
+        })?
+    } else {
+        None
+    };
+    let raw = (c.config.tty && c.config.open_stdin)
+        .then(exec::tty::RawMode::stdin)
+        .flatten();
     if c.config.open_stdin {
         // This command's input, until it ends, then end-of-file for the
         // container's process.
@@ -256,7 +277,12 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
             }
         });
     }
-    super::container::attached(&cs, &c.id, &mut reader)
+    let code = super::container::attached(&cs, &c.id, &mut reader);
+    drop(raw);
+    if let Some(h) = size {
+        h.close();
+    }
+    code
 }
 
 /// `wharf run`, getting a missing image with `pull` and running a Linux
@@ -311,6 +337,7 @@ pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> any
         Some(tagged) => {
             let loaded = super::lib(store.load_image(&tagged.descriptor, a.platform.as_deref()))?;
             if !loaded.is_wasm() {
+                let relay = exec::tty::RelaySlot::default();
                 let linux_options = LinuxOptions {
                     hostname: a.hostname.clone(),
                     user: a.user.clone(),
@@ -318,9 +345,12 @@ pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> any
                     cpus: a.cpus,
                     pids_limit: a.pids_limit,
                     init: a.init,
+                    terminal: a.tty.then(|| relay.on_terminal(a.interactive)),
                     ..LinuxOptions::default()
                 };
-                return linux(store, &loaded, &options, &linux_options);
+                let code = linux(store, &loaded, &options, &linux_options);
+                relay.finish();
+                return code;
             }
             super::lib(exec::run_image(store, image, &loaded, &options))?
         }

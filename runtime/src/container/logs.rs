@@ -99,6 +99,39 @@ impl LogWriter {
     }
 }
 
+impl LogWriter {
+    /// Reads `from` (a terminal's master side) until it ends on a new
+    /// thread, writing whatever each read returns as an entry of
+    /// `stream` at once: a prompt without a newline reaches attached
+    /// clients while the process waits for input.
+    pub fn pump_raw(
+        &self,
+        stream: &'static str,
+        mut from: impl io::Read + Send + 'static,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        let writer = self.clone();
+        std::thread::Builder::new()
+            .name(format!("log-{stream}"))
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let mut buf = vec![0u8; MAX_ENTRY];
+                loop {
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if let Err(e) = writer.write(stream, &buf[..n]) {
+                                tracing::warn!(error = %e, "cannot write the container log");
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // EIO: the terminal's last slave descriptor closed.
+                        Err(_) => break,
+                    }
+                }
+            })
+    }
+}
+
 /// Reads a log from a position, entry by entry, as it grows.
 #[derive(Debug)]
 pub struct LogReader {

@@ -207,9 +207,12 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// The client asked for a terminal: logs are returned as one raw
-    /// stream. (No pseudo-terminal is allocated.)
+    /// `-t` (`Tty`): the process runs on a pseudo-terminal, whose output
+    /// is logged as one raw stream (`stdout`); clients resize it.
     pub tty: bool,
+    /// The terminal's size (rows, columns) when the process starts
+    /// (`HostConfig.ConsoleSize`: the client's own), before any resize.
+    pub console_size: Option<(u16, u16)>,
     /// `-i` (`OpenStdin`): the process reads what clients attached with
     /// stdin write into the container's `stdin` fifo.
     pub open_stdin: bool,
@@ -273,6 +276,8 @@ impl ContainerConfig {
             init: self.init,
             id: Some(short_id(id)),
             on_start: None,
+            rw: None,
+            terminal: None,
         }
     }
 
@@ -519,6 +524,35 @@ impl Containers {
         }
     }
 
+    /// Sets the window size of container `id`'s terminal, as a client
+    /// does when its own window changes (`POST /containers/{id}/resize`).
+    /// A running container without a terminal has nothing to resize.
+    pub fn resize(&self, what: &str, rows: u16, cols: u16) -> Result<()> {
+        let id = self.resolve(what)?;
+        let path = self.dir(&id).join("resize");
+        if !path.exists() {
+            return match self.refresh(&id)?.is_running() {
+                true => Ok(()),
+                false => Err(ContainerError::NotRunning(id)),
+            };
+        }
+        use rustix::fs::OFlags;
+        // The monitor holds the fifo open while the container runs.
+        match rustix::fs::open(
+            &path,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => {
+                use std::io::Write as _;
+                std::fs::File::from(fd).write_all(format!("{rows} {cols}\n").as_bytes())?;
+                Ok(())
+            }
+            Err(rustix::io::Errno::NXIO) => Err(ContainerError::NotRunning(id)),
+            Err(e) => Err(std::io::Error::from(e).into()),
+        }
+    }
+
     /// The json-file log of container `id`.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dir(id).join("log.json")
@@ -609,15 +643,22 @@ impl Containers {
                 &serde_json::to_vec(&container.state).expect("serialisable"),
             )?;
             fs_err::File::create(staging.join("log.json"))?;
-            if container.config.open_stdin {
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    staging.join("stdin"),
-                    rustix::fs::FileType::Fifo,
-                    rustix::fs::Mode::from_raw_mode(0o600),
-                    0,
-                )
-                .map_err(std::io::Error::from)?;
+            // Where attached clients' input and a terminal's new sizes
+            // reach the monitor.
+            for (fifo, wanted) in [
+                ("stdin", container.config.open_stdin),
+                ("resize", container.config.tty),
+            ] {
+                if wanted {
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        staging.join(fifo),
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from_raw_mode(0o600),
+                        0,
+                    )
+                    .map_err(std::io::Error::from)?;
+                }
             }
             fs_err::rename(&staging, self.dir(&id))?;
             crate::store::sync_dir(&self.dir)?;
@@ -698,7 +739,9 @@ impl Containers {
         for entry in fs_err::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            // Containers are directories named by their ids; anything
+            // else here is not one.
+            if name.starts_with('.') || !entry.file_type()?.is_dir() {
                 continue;
             }
             match self.load(&name) {
@@ -1160,6 +1203,9 @@ impl Containers {
         c.arg("exec");
         if options.stdin {
             c.arg("-i");
+        }
+        if options.terminal.is_some() {
+            c.arg("-t");
         }
         for kv in &options.env {
             c.arg("-e").arg(kv);

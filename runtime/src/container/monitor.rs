@@ -56,8 +56,15 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         return Ok(1);
     };
     let c = cs.load(&id)?;
+    let console = c.config.tty.then(|| Console::sized(c.config.console_size));
+    if let Some(console) = &console {
+        console.serve_resizes(&dir.join("resize"))?;
+    }
     if c.config.open_stdin {
-        connect_stdin(&dir.join("stdin"), c.config.stdin_once)?;
+        match &console {
+            Some(console) => console.feed_from(&dir.join("stdin"), c.config.stdin_once),
+            None => connect_stdin(&dir.join("stdin"), c.config.stdin_once)?,
+        }
     }
     let log = LogWriter::open(&cs.log_path(&id))?;
     let signals = Signals::install()?;
@@ -71,7 +78,13 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
     let code = loop {
         let began = Instant::now();
         signals.drain();
-        let run = Run::new(&cs, &c, &log, &signals);
+        let run = Run {
+            cs: &cs,
+            c: &c,
+            log: &log,
+            signals: &signals,
+            console: console.as_ref(),
+        };
         let started = Started {
             handshake: handshake.clone(),
             ran: Arc::default(),
@@ -214,23 +227,11 @@ struct Run<'a> {
     c: &'a Container,
     log: &'a LogWriter,
     signals: &'a Signals,
+    /// The container's terminal, with `-t`.
+    console: Option<&'a Console>,
 }
 
-impl<'a> Run<'a> {
-    fn new(
-        cs: &'a Containers,
-        c: &'a Container,
-        log: &'a LogWriter,
-        signals: &'a Signals,
-    ) -> Run<'a> {
-        Run {
-            cs,
-            c,
-            log,
-            signals,
-        }
-    }
-
+impl Run<'_> {
     /// Runs the container once; `started` hears whether it started. The
     /// state says `running` (with `run.lock` held) exactly while it runs,
     /// and records the exit (or the failure to start) before the lock is
@@ -315,9 +316,25 @@ impl<'a> Run<'a> {
         prepared: Prepared,
         started: &Started,
     ) -> std::result::Result<exec::Exit, ContainerError> {
-        let pumps = self.connect_output()?;
+        // The threads that write the output to the log.
+        let pumps: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        if self.console.is_none() {
+            *pumps.lock().unwrap_or_else(|e| e.into_inner()) = self.connect_output()?;
+        }
         let result = match prepared {
             Prepared::Wasm(p, mut options) => {
+                if let Some(console) = self.console {
+                    // The guest's stdio is the slave side of a fresh pty.
+                    let pty = exec::tty::open_pty()?;
+                    console.attach(&pty.master)?;
+                    rustix::stdio::dup2_stdin(&pty.slave).map_err(std::io::Error::from)?;
+                    rustix::stdio::dup2_stdout(&pty.slave).map_err(std::io::Error::from)?;
+                    rustix::stdio::dup2_stderr(&pty.slave).map_err(std::io::Error::from)?;
+                    let pump = self
+                        .log
+                        .pump_raw("stdout", std::fs::File::from(pty.master))?;
+                    pumps.lock().unwrap_or_else(|e| e.into_inner()).push(pump);
+                }
                 started.ok();
                 let armed = Armed {
                     interrupt: Interrupt::new(),
@@ -346,8 +363,22 @@ impl<'a> Run<'a> {
                 // Started once the init runs: a stop or kill from then on
                 // reaches it.
                 let mut linux = self.c.config.linux_options(&self.c.id);
+                // Its files survive stop and start, until `rm`.
+                linux.rw = Some(self.cs.dir(&self.c.id).join("rw"));
                 let hook = started.clone();
                 linux.on_start = Some(exec::linux::OnStart(Arc::new(move |_| hook.ok())));
+                if let Some(console) = self.console {
+                    let (console, log, pumps) = (console.clone(), self.log.clone(), pumps.clone());
+                    linux.terminal = Some(exec::linux::OnTerminal(Arc::new(move |master| {
+                        if let Err(e) = console.attach(&master) {
+                            tracing::warn!(error = %e, "cannot pass input to the terminal");
+                        }
+                        match log.pump_raw("stdout", std::fs::File::from(master)) {
+                            Ok(p) => pumps.lock().unwrap_or_else(|e| e.into_inner()).push(p),
+                            Err(e) => tracing::warn!(error = %e, "cannot log the terminal"),
+                        }
+                    })));
+                }
                 exec::linux::run(self.cs.store(), &image, &options, &linux)
                     .map(|o| o.exit)
                     .map_err(ContainerError::from)
@@ -360,10 +391,16 @@ impl<'a> Run<'a> {
             }
             Ok(_) => started.ok(),
         }
-        // The container's ends of the pipes close: the pumps read what is
-        // left and finish, so the log is complete before the exit is
-        // recorded.
+        // The container's ends of the pipes (or its terminal) close: the
+        // pumps read what is left and finish, so the log is complete
+        // before the exit is recorded.
         redirect_stdio_to_null()?;
+        if let Some(console) = self.console {
+            let null = std::fs::File::open("/dev/null")?;
+            rustix::stdio::dup2_stdin(&null).map_err(std::io::Error::from)?;
+            console.detach();
+        }
+        let pumps = std::mem::take(&mut *pumps.lock().unwrap_or_else(|e| e.into_inner()));
         for p in pumps {
             let _ = p.join();
         }
@@ -412,6 +449,118 @@ impl<'a> Run<'a> {
             }
             std::process::exit(0);
         })
+    }
+}
+
+/// A container's terminal (`-t`): the master side of its current pty,
+/// where attached clients' input and new window sizes go. It outlives
+/// each run: a restarted container gets a new pty, with the last size.
+#[derive(Clone, Default)]
+struct Console(Arc<(Mutex<ConsoleState>, std::sync::Condvar)>);
+
+#[derive(Default)]
+struct ConsoleState {
+    master: Option<std::fs::File>,
+    size: Option<(u16, u16)>,
+}
+
+impl Console {
+    /// A console whose terminals start `size` big.
+    fn sized(size: Option<(u16, u16)>) -> Console {
+        let console = Console::default();
+        console.0 .0.lock().unwrap_or_else(|e| e.into_inner()).size = size;
+        console
+    }
+
+    /// The master of a run's new pty.
+    fn attach(&self, master: &OwnedFd) -> Result<()> {
+        let master = std::fs::File::from(master.try_clone()?);
+        let mut state = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rows, cols)) = state.size {
+            let _ = exec::tty::set_size(&master, rows, cols);
+        }
+        state.master = Some(master);
+        self.0 .1.notify_all();
+        Ok(())
+    }
+
+    /// The run ended.
+    fn detach(&self) {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).master = None;
+    }
+
+    /// Applies the sizes clients write to the `resize` fifo ("ROWS
+    /// COLS" lines), now and for later runs. The fifo is held open for
+    /// reading and writing, so a client's open never waits and the
+    /// reader never sees end-of-file.
+    fn serve_resizes(&self, fifo: &std::path::Path) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fifo)?;
+        let console = self.clone();
+        std::thread::Builder::new()
+            .name("resize".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(f).lines() {
+                    let Ok(line) = line else { return };
+                    let mut words = line.split_whitespace().map(str::parse::<u16>);
+                    if let (Some(Ok(rows)), Some(Ok(cols))) = (words.next(), words.next()) {
+                        let mut state = console.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+                        state.size = Some((rows, cols));
+                        if let Some(m) = &state.master {
+                            let _ = exec::tty::set_size(m, rows, cols);
+                        }
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Passes what clients write to the `stdin` fifo to the terminal
+    /// (held until a run has one). With `once`, the first client's
+    /// end of input is the process's: Ctrl-D, end-of-file at a prompt.
+    fn feed_from(&self, fifo: &std::path::Path, once: bool) {
+        let (fifo, console) = (fifo.to_owned(), self.clone());
+        std::thread::spawn(move || loop {
+            // Blocks until a client opens it for writing.
+            let Ok(mut input) = std::fs::File::open(&fifo) else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut input, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => console.write(&buf[..n]),
+                }
+            }
+            if once {
+                console.write(&[0x04]);
+                return;
+            }
+        });
+    }
+
+    /// Writes `bytes` to the terminal, waiting for one if no run has it
+    /// yet (input typed before the container started).
+    fn write(&self, bytes: &[u8]) {
+        let (lock, ready) = &*self.0;
+        let master = {
+            let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(m) = &state.master {
+                    break m.try_clone();
+                }
+                state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // Outside the lock: a process that reads nothing fills the
+        // terminal's buffer, and the write waits.
+        if let Ok(mut m) = master {
+            let _ = m.write_all(bytes);
+        }
     }
 }
 

@@ -42,6 +42,13 @@ struct Exec {
     running: bool,
     exit_code: Option<i32>,
     pid: u32,
+    /// `Tty`: the process runs on a terminal.
+    tty: bool,
+    /// `ConsoleSize`: the terminal's first size.
+    console_size: Option<(u16, u16)>,
+    /// With `tty`, once started: the master side of the pty that is the
+    /// `wharf exec` process's stdio (resizes go there).
+    master: Option<Arc<std::fs::File>>,
 }
 
 impl Execs {
@@ -67,7 +74,7 @@ impl Execs {
 }
 
 /// `POST /containers/{id}/exec`: 201 `{"Id": ...}` for a running Linux
-/// container; a pseudo-terminal is refused.
+/// container.
 pub(super) async fn create(
     containers: &Containers,
     execs: &Execs,
@@ -77,11 +84,6 @@ pub(super) async fn create(
     let body = read_body(req).await?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("invalid exec configuration: {e}")))?;
-    if v["Tty"].as_bool() == Some(true) {
-        return Err(bad_request(
-            "wharf does not allocate pseudo-terminals yet: exec without -t",
-        ));
-    }
     let argv = strings(&v["Cmd"]).unwrap_or_default();
     if argv.is_empty() {
         return Err(bad_request("No exec command specified"));
@@ -118,6 +120,9 @@ pub(super) async fn create(
         running: false,
         exit_code: None,
         pid: 0,
+        tty: v["Tty"].as_bool().unwrap_or(false),
+        console_size: super::console_size(&v["ConsoleSize"]),
+        master: None,
     };
     execs
         .0
@@ -128,10 +133,14 @@ pub(super) async fn create(
 }
 
 /// `POST /exec/{id}/start`: runs the process. Detached, answers at once;
-/// otherwise streams its output (multiplexed) over the upgraded
-/// connection, or a plain response body when the client asked for no
-/// upgrade, and ends the stream only after the exit code is recorded (the
-/// docker CLI reads it right after).
+/// otherwise streams its output (multiplexed, or raw with `Tty`) over the
+/// upgraded connection, or a plain response body when the client asked
+/// for no upgrade, and ends the stream only after the exit code is
+/// recorded (the docker CLI reads it right after).
+///
+/// With `Tty`, `wharf exec -t` runs on a pty of the daemon's, in raw
+/// mode: it relays the container's own terminal, so keys and output pass
+/// through unchanged, and a resize of the daemon's pty reaches it.
 pub(super) async fn start(
     containers: &Containers,
     execs: &Arc<Execs>,
@@ -161,36 +170,63 @@ pub(super) async fn start(
         workdir: exec.workdir.clone(),
         user: exec.user.clone(),
         stdin: exec.stdin && !detach,
+        // The `wharf exec` process makes the terminal and relays it.
+        terminal: exec
+            .tty
+            .then(|| crate::exec::linux::OnTerminal(Arc::new(drop))),
         ..ExecOptions::default()
     };
     let mut command = containers.exec_command(&exec.container, &options)?;
+    let failed =
+        |e: std::io::Error| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}"));
     let null = std::process::Stdio::null;
     let piped = std::process::Stdio::piped;
-    command
-        .stdin(if options.stdin { piped() } else { null() })
-        .stdout(if exec.stdout && !detach {
-            piped()
-        } else {
-            null()
-        })
-        .stderr(if exec.stderr && !detach {
-            piped()
-        } else {
-            null()
-        });
-    let mut child = command
-        .spawn()
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("exec: {e}")))?;
+    let master = if exec.tty {
+        let pty = crate::exec::tty::open_pty().map_err(failed)?;
+        crate::exec::tty::make_raw(&pty.slave).map_err(failed)?;
+        if let Some((rows, cols)) = exec.console_size {
+            crate::exec::tty::set_size(&pty.master, rows, cols).map_err(failed)?;
+        }
+        let slave = || pty.slave.try_clone().map(std::process::Stdio::from);
+        command
+            .stdin(slave().map_err(failed)?)
+            .stdout(slave().map_err(failed)?)
+            .stderr(slave().map_err(failed)?);
+        Some(Arc::new(std::fs::File::from(pty.master)))
+    } else {
+        command
+            .stdin(if options.stdin { piped() } else { null() })
+            .stdout(if exec.stdout && !detach {
+                piped()
+            } else {
+                null()
+            })
+            .stderr(if exec.stderr && !detach {
+                piped()
+            } else {
+                null()
+            });
+        None
+    };
+    // (The command holds the slave's descriptors: they close with it.)
+    let mut child = command.spawn().map_err(failed)?;
+    drop(command);
     execs.update(id, |e| {
         e.started = true;
         e.running = true;
         e.pid = child.id();
+        e.master = master.clone();
     });
 
     // Output as frames into a channel; the exit code recorded, then the
     // channel closed.
     let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let terminal = match &master {
+        Some(m) => Some(Box::new(m.try_clone().map_err(failed)?) as Box<dyn std::io::Read + Send>),
+        None => None,
+    };
     let pumps: Vec<_> = [
+        (terminal, "tty"),
         (
             child
                 .stdout
@@ -216,7 +252,11 @@ pub(super) async fn start(
                 match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let frame = Bytes::from(logs::frame(stream, &buf[..n]));
+                        let frame = match stream {
+                            // Raw: a terminal's output is one stream.
+                            "tty" => Bytes::copy_from_slice(&buf[..n]),
+                            _ => Bytes::from(logs::frame(stream, &buf[..n])),
+                        };
                         if tx.blocking_send(frame).is_err() {
                             break;
                         }
@@ -256,19 +296,48 @@ pub(super) async fn start(
         ));
     }
     if !wants_upgrade {
-        return Ok(reply(StatusCode::OK, channel_body(rx), stream_type(false)));
+        return Ok(reply(
+            StatusCode::OK,
+            channel_body(rx),
+            stream_type(exec.tty),
+        ));
     }
+    let keys = match (&master, options.stdin) {
+        (Some(m), true) => Some(m.try_clone().map_err(failed)?),
+        _ => None,
+    };
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             return;
         };
         let (read, write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
-        if let Some(stdin) = stdin {
+        if let Some(keys) = keys {
+            forward_input(read, move || Some(keys));
+        } else if let Some(stdin) = stdin {
             forward_input(read, move || Some(stdin));
         }
         write_then_close(write, rx).await;
     });
-    Ok(switching_protocols(false))
+    Ok(switching_protocols(exec.tty))
+}
+
+/// `POST /exec/{id}/resize?h=ROWS&w=COLS`: the size of a `Tty` exec's
+/// terminal (the `wharf exec` process passes it on at SIGWINCH).
+pub(super) fn resize(execs: &Execs, id: &str, rows: u16, cols: u16) -> Reply {
+    let e = execs.get(id)?;
+    if let (Some(master), true) = (&e.master, e.running) {
+        crate::exec::tty::set_size(&**master, rows, cols)
+            .map_err(|err| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("resize: {err}")))?;
+        if let Some(pid) = rustix::process::Pid::from_raw(e.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::WINCH);
+        }
+    } else if !e.running {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!("exec instance {id} is not running"),
+        ));
+    }
+    Ok(reply(StatusCode::OK, full(""), "text/plain; charset=utf-8"))
 }
 
 /// `GET /exec/{id}/json`.
@@ -281,7 +350,7 @@ pub(super) fn inspect(execs: &Execs, id: &str) -> Reply {
             "Running": e.running,
             "ExitCode": e.exit_code,
             "ProcessConfig": {
-                "tty": false,
+                "tty": e.tty,
                 "entrypoint": e.argv[0],
                 "arguments": &e.argv[1..],
                 "privileged": false,

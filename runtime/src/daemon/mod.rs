@@ -343,6 +343,7 @@ impl Api {
             (&Method::POST, ["containers", id, "stop"]) => self.stop(id, &q, false).await,
             (&Method::POST, ["containers", id, "restart"]) => self.stop(id, &q, true).await,
             (&Method::POST, ["containers", id, "kill"]) => self.kill(id, &q).await,
+            (&Method::POST, ["containers", id, "resize"]) => self.resize(id, &q).await,
             (&Method::POST, ["containers", id, "wait"]) => self.wait(id, &q).await,
             (&Method::GET, ["containers", id, "logs"]) => self.logs(id, &q).await,
             (&Method::POST, ["containers", id, "attach"]) => self.attach(id, &q, req).await,
@@ -354,6 +355,10 @@ impl Api {
                 exec::start(&self.containers, &self.execs, id, req).await
             }
             (&Method::GET, ["exec", id, "json"]) => exec::inspect(&self.execs, id),
+            (&Method::POST, ["exec", id, "resize"]) => {
+                let (rows, cols) = terminal_size(&q)?;
+                exec::resize(&self.execs, id, rows, cols)
+            }
             (&Method::POST, ["containers", "prune"]) => self.prune_containers().await,
             (&Method::POST, ["build", "prune"]) => self.prune_build_cache().await,
             // Nothing to prune: wharf keeps no network or volume objects.
@@ -808,6 +813,14 @@ impl Api {
         no_content()
     }
 
+    /// `POST /containers/{id}/resize?h=ROWS&w=COLS`: the terminal's size.
+    async fn resize(&self, id: &str, q: &Query) -> Reply {
+        let (rows, cols) = terminal_size(q)?;
+        let (cs, id) = (self.containers.clone(), id.to_owned());
+        blocking(move || Ok(cs.resize(&id, rows, cols)?)).await?;
+        Ok(reply(StatusCode::OK, full(""), "text/plain; charset=utf-8"))
+    }
+
     async fn remove(&self, id: &str, q: &Query) -> Reply {
         let force = q.flag("force");
         let (cs, id) = (self.containers.clone(), id.to_owned());
@@ -982,6 +995,16 @@ where
             }
         }
     });
+}
+
+/// The `h` (rows) and `w` (columns) of a resize request.
+fn terminal_size(q: &Query) -> std::result::Result<(u16, u16), Failure> {
+    let dimension = |k: &str| {
+        q.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad_request(format!("resize: {k} must be a number of 0 to 65535")))
+    };
+    Ok((dimension("h")?, dimension("w")?))
 }
 
 /// HTTP 101: the connection now carries a raw (`tty`) or multiplexed
@@ -1239,6 +1262,7 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
         auto_remove: hc["AutoRemove"].as_bool().unwrap_or(false),
         labels,
         tty: v["Tty"].as_bool().unwrap_or(false),
+        console_size: console_size(&hc["ConsoleSize"]),
         open_stdin: v["OpenStdin"].as_bool().unwrap_or(false),
         stdin_once: v["StdinOnce"].as_bool().unwrap_or(false),
         stop_signal: v["StopSignal"]
@@ -1248,6 +1272,15 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
         stop_timeout: v["StopTimeout"].as_u64(),
         ..ContainerConfig::default()
     })
+}
+
+/// A `ConsoleSize` (`[rows, columns]`; zeros mean none given).
+fn console_size(v: &Value) -> Option<(u16, u16)> {
+    let dimension = |i: usize| v[i].as_u64().and_then(|n| u16::try_from(n).ok());
+    match (dimension(0), dimension(1)) {
+        (Some(rows), Some(cols)) if rows > 0 && cols > 0 => Some((rows, cols)),
+        _ => None,
+    }
 }
 
 /// The values of filter `key`: both `{"name":["x"]}` and the older

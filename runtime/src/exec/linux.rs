@@ -92,6 +92,25 @@ pub struct LinuxOptions {
     /// process reach it (what a monitor waits for before saying
     /// "started").
     pub on_start: Option<OnStart>,
+    /// A directory that keeps the container's writable layer (`upper/`
+    /// and `work/`) from one run to the next, as a Docker container's
+    /// files survive `stop` and `start`; its owner removes it. Without it
+    /// each run writes to a fresh layer removed when the run ends.
+    pub rw: Option<PathBuf>,
+    /// `-t`: the process gets a terminal (a pty made in the container,
+    /// `TERM=xterm` unless set) and this is given the master side once
+    /// the container is created, before its process starts.
+    pub terminal: Option<OnTerminal>,
+}
+
+/// A callback given the master side of a container's terminal.
+#[derive(Clone)]
+pub struct OnTerminal(pub std::sync::Arc<dyn Fn(std::os::fd::OwnedFd) + Send + Sync>);
+
+impl std::fmt::Debug for OnTerminal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnTerminal")
+    }
 }
 
 /// A callback given the host pid of a container's init once it runs.
@@ -159,6 +178,9 @@ fn spec_for(
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     env.push(format!("HOSTNAME={hostname}"));
+    if linux.terminal.is_some() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_owned());
+    }
     for (k, v) in &options.env {
         env.retain(|e| e.split('=').next() != Some(k.as_str()));
         env.push(format!("{k}={v}"));
@@ -190,6 +212,7 @@ fn spec_for(
     process.set_cwd(PathBuf::from(cwd));
     process.set_user(user);
     process.set_no_new_privileges(Some(true));
+    process.set_terminal(Some(linux.terminal.is_some()));
     // Inherit the runtime's limits, as Docker does, instead of 1024 files.
     process.set_rlimits(None);
     let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.into_iter().collect();
@@ -542,12 +565,12 @@ pub fn run(
     };
     let dir = overlays_dir(store).join(&id);
     let lowers: Vec<PathBuf> = layers.iter().map(LayerSnapshot::fs).collect();
-    let container = ContainerDir::create(&dir, &lowers)?;
+    let container = ContainerDir::create(&dir, &lowers, linux.rw.as_deref())?;
 
     // Users resolve against the merged image, before anything runs in it.
     let spec = runtime_spec(image, &container.rootfs, options, &named(linux, &id))?;
     write_config(spec, &container.rootfs, &id, &dir)?;
-    let outcome = start_and_wait(store, &id, &dir, options, linux.on_start.as_ref())?;
+    let outcome = start_and_wait(store, &id, &dir, options, linux)?;
     drop(container);
     drop(layers);
     Ok(outcome)
@@ -568,7 +591,7 @@ pub fn run_in(
     let bundle = store.temp_dir("container-")?;
     let spec = spec_for("the process", config, rootfs, options, &named(linux, &id))?;
     write_config(spec, rootfs, &id, bundle.path())?;
-    start_and_wait(store, &id, bundle.path(), options, linux.on_start.as_ref())
+    start_and_wait(store, &id, bundle.path(), options, linux)
 }
 
 fn require_root() -> Result<(), RunError> {
@@ -621,7 +644,7 @@ fn start_and_wait(
     id: &str,
     bundle: &Path,
     options: &RunOptions,
-    on_start: Option<&OnStart>,
+    linux: &LinuxOptions,
 ) -> Result<RunOutcome, RunError> {
     let state = store.root().join("wharf/run");
     std::fs::create_dir_all(&state)?;
@@ -643,7 +666,7 @@ fn start_and_wait(
     };
     let out = capture(&options.stdout)?;
     let err = capture(&options.stderr)?;
-    let code = start_and_wait_in(id, bundle, &state, options, &out, &err, on_start)?;
+    let code = start_and_wait_in(id, bundle, &state, options, &out, &err, linux)?;
     let read = |f: Option<std::fs::File>| -> Result<Vec<u8>, RunError> {
         let mut bytes = Vec::new();
         if let Some(mut f) = f {
@@ -667,7 +690,7 @@ fn start_and_wait_in(
     options: &RunOptions,
     out: &Option<std::fs::File>,
     err: &Option<std::fs::File>,
-    on_start: Option<&OnStart>,
+    linux: &LinuxOptions,
 ) -> Result<i32, RunError> {
     let engine = |e: libcontainer::error::LibcontainerError| {
         RunError::Unsupported(format!("container {id}: {e}"))
@@ -682,19 +705,33 @@ fn start_and_wait_in(
         (_, Some(f)) => Some(f.try_clone()?),
         _ => None,
     };
+    let console = match &linux.terminal {
+        Some(_) => Some(super::tty::ConsoleSocket::bind(bundle)?),
+        None => None,
+    };
     let forwarder = Forwarder::start()?;
     let result = (|| {
         let mut container = builder(id, state, options.stdin, stdout, stderr)?
+            .with_console_socket(console.as_ref().map(|c| c.path()))
             .as_init(bundle)
             .with_systemd(false)
-            .with_detach(false)
+            // libcontainer takes a console socket only for a detached
+            // container; wharf waits for it all the same.
+            .with_detach(console.is_some())
             .build()
             .map_err(engine)?;
-        let started = container.start().map_err(engine);
+        let started = match (&console, &linux.terminal) {
+            (Some(socket), Some(on_terminal)) => socket
+                .receive(std::time::Duration::from_secs(10))
+                .map_err(|e| RunError::Unsupported(format!("container {id}: terminal: {e}")))
+                .map(|master| (on_terminal.0)(master)),
+            _ => Ok(()),
+        }
+        .and_then(|()| container.start().map_err(engine));
         let code = match (started, container.pid()) {
             (Ok(()), Some(pid)) => {
                 forwarder.target(pid.as_raw());
-                if let Some(f) = on_start {
+                if let Some(f) = &linux.on_start {
                     (f.0)(pid.as_raw());
                 }
                 wait_for(pid.as_raw())
@@ -808,6 +845,9 @@ pub struct ExecOptions {
     pub stdout: Option<std::fs::File>,
     /// Where standard error goes (default: inherited).
     pub stderr: Option<std::fs::File>,
+    /// `-t`: the process gets a terminal of its own (`TERM=xterm` unless
+    /// set), whose master side this is given once the process starts.
+    pub terminal: Option<OnTerminal>,
 }
 
 /// Starts a process in the running Linux container `id` (12 hex digits),
@@ -876,11 +916,18 @@ pub fn exec(store: &Store, id: &str, options: ExecOptions) -> Result<i32, RunErr
         env.retain(|e| e.split('=').next() != Some(key));
         env.push(kv.clone());
     }
+    if options.terminal.is_some() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_owned());
+    }
     process.set_env(Some(env));
     process.set_args(Some(options.argv));
     process.set_cwd(PathBuf::from(&workdir));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(options.terminal.is_some()));
     let scratch = store.temp_dir("exec-")?;
+    let console = match &options.terminal {
+        Some(_) => Some(super::tty::ConsoleSocket::bind(scratch.path())?),
+        None => None,
+    };
     let process_json = scratch.path().join("process.json");
     std::fs::write(
         &process_json,
@@ -891,12 +938,26 @@ pub fn exec(store: &Store, id: &str, options: ExecOptions) -> Result<i32, RunErr
     let forwarder = Forwarder::start()?;
     let result = (|| {
         let pid = builder(id, &state, options.stdin, options.stdout, options.stderr)?
+            .with_console_socket(console.as_ref().map(|c| c.path()))
             .as_tenant()
-            .with_detach(false)
+            // A console socket is only taken for a detached process.
+            .with_detach(console.is_some())
             .with_process(Some(&process_json))
             .build()
             .map_err(|e| exec_error(&program, id, e))?;
         forwarder.target(pid.as_raw());
+        if let (Some(socket), Some(on_terminal)) = (&console, &options.terminal) {
+            match socket.receive(std::time::Duration::from_secs(10)) {
+                Ok(master) => (on_terminal.0)(master),
+                Err(e) => {
+                    send_signal(pid.as_raw(), signal_hook::consts::SIGKILL);
+                    let _ = wait_for(pid.as_raw());
+                    return Err(RunError::Unsupported(format!(
+                        "exec in container {id}: terminal: {e}"
+                    )));
+                }
+            }
+        }
         wait_for(pid.as_raw())
     })();
     forwarder.stop();
@@ -1087,29 +1148,34 @@ fn container_id() -> String {
     Digest::of(seed.as_bytes()).hex()[..12].to_owned()
 }
 
-/// A container's directory: `upper/` and `work/` for overlayfs, and
-/// `rootfs/`, the overlay of its upper layer over the image's layers.
-/// Dropping it unmounts the rootfs and removes the directory.
+/// A container's directory: `upper/` and `work/` for overlayfs (unless a
+/// kept writable layer elsewhere has them), and `rootfs/`, the overlay of
+/// its upper layer over the image's layers. Dropping it unmounts the
+/// rootfs and removes the directory (never the kept layer).
 struct ContainerDir {
     dir: PathBuf,
     rootfs: PathBuf,
 }
 
 impl ContainerDir {
-    /// `lowers` bottom first (an image's layer order).
-    fn create(dir: &Path, lowers: &[PathBuf]) -> Result<ContainerDir, RunError> {
-        let s = dir.to_string_lossy();
-        if s.contains([',', ':']) {
-            return Err(RunError::Unsupported(format!(
-                "path {s} contains ',' or ':', which overlayfs options cannot carry"
-            )));
+    /// `lowers` bottom first (an image's layer order); the writable layer
+    /// in `rw` when given, else in `dir`.
+    fn create(dir: &Path, lowers: &[PathBuf], rw: Option<&Path>) -> Result<ContainerDir, RunError> {
+        let rw = rw.unwrap_or(dir);
+        for path in [dir, rw] {
+            let s = path.to_string_lossy();
+            if s.contains([',', ':']) {
+                return Err(RunError::Unsupported(format!(
+                    "path {s} contains ',' or ':', which overlayfs options cannot carry"
+                )));
+            }
         }
         std::fs::create_dir_all(dir)?;
         // Who runs it: a directory whose owner is gone is an orphan
         // (`sweep_orphans`).
         std::fs::write(dir.join("owner"), std::process::id().to_string())?;
-        std::fs::create_dir_all(dir.join("upper"))?;
-        std::fs::create_dir_all(dir.join("work"))?;
+        std::fs::create_dir_all(rw.join("upper"))?;
+        std::fs::create_dir_all(rw.join("work"))?;
         std::fs::create_dir_all(dir.join("rootfs"))?;
         let c = ContainerDir {
             dir: dir.to_owned(),
@@ -1144,8 +1210,8 @@ impl ContainerDir {
             .join(":");
         let data = std::ffi::CString::new(format!(
             "lowerdir={lowerdir},upperdir={},workdir={}",
-            dir.join("upper").display(),
-            dir.join("work").display()
+            rw.join("upper").display(),
+            rw.join("work").display()
         ))
         .map_err(|_| RunError::Unsupported("overlay options contain a NUL byte".into()))?;
         rustix::mount::mount(

@@ -6,6 +6,7 @@ pub mod linux;
 pub mod network;
 mod p1_sockets;
 mod seccomp;
+pub mod tty;
 pub mod wasm;
 
 use std::collections::BTreeMap;

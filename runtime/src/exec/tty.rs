@@ -1,0 +1,314 @@
+//! Pseudo-terminals for `-t`: a container whose process gets a terminal
+//! (its standard streams are the slave side of a pty) while wharf holds
+//! the master side, where the process's output comes out and its input
+//! and window size go in.
+//!
+//! A Linux container's pty is made inside the container (libcontainer's
+//! console socket, as runc's `--console-socket`) and its master sent to
+//! wharf; a wasm guest's is made here by [`open_pty`]. [`Relay`] joins a
+//! master to this process's own terminal for a foreground run.
+
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::termios::{self, Termios, Winsize};
+
+/// Both sides of a fresh pseudo-terminal.
+pub struct Pty {
+    /// Where the output comes out and the input goes in.
+    pub master: OwnedFd,
+    /// The process's standard streams.
+    pub slave: OwnedFd,
+}
+
+/// Makes a pseudo-terminal (the host's `/dev/ptmx`).
+pub fn open_pty() -> io::Result<Pty> {
+    let pty = nix::pty::openpty(None, None).map_err(io::Error::from)?;
+    Ok(Pty {
+        master: pty.master,
+        slave: pty.slave,
+    })
+}
+
+/// Sets the window size of the terminal `fd` (either side of a pty):
+/// the process on it gets SIGWINCH.
+pub fn set_size(fd: impl AsFd, rows: u16, cols: u16) -> io::Result<()> {
+    termios::tcsetwinsize(
+        fd,
+        Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .map_err(io::Error::from)
+}
+
+/// The window size (rows, columns) of terminal `fd`; None when `fd` is
+/// not a terminal.
+pub fn size(fd: impl AsFd) -> Option<(u16, u16)> {
+    let w = termios::tcgetwinsize(fd).ok()?;
+    (w.ws_row > 0 && w.ws_col > 0).then_some((w.ws_row, w.ws_col))
+}
+
+/// Puts terminal `fd` in raw mode for good: bytes pass unchanged.
+pub fn make_raw(fd: impl AsFd) -> io::Result<()> {
+    let mut t = termios::tcgetattr(&fd)?;
+    t.make_raw();
+    termios::tcsetattr(&fd, termios::OptionalActions::Now, &t)?;
+    Ok(())
+}
+
+/// This process's terminal in raw mode (keys go through unprocessed, as
+/// `docker run -it` does) until dropped.
+pub struct RawMode {
+    fd: BorrowedFd<'static>,
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Puts standard input in raw mode; None when it is not a terminal.
+    pub fn stdin() -> Option<RawMode> {
+        let fd = rustix::stdio::stdin();
+        let saved = termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(fd, termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.fd, termios::OptionalActions::Now, &self.saved);
+    }
+}
+
+/// Calls `apply` with this process's window size now (unless it is
+/// unset) and each time it changes (SIGWINCH), until the returned handle
+/// is closed. Does nothing when standard output is not a terminal.
+pub fn follow_size(
+    apply: impl Fn(u16, u16) + Send + 'static,
+) -> io::Result<Option<signal_hook::iterator::Handle>> {
+    if termios::tcgetwinsize(rustix::stdio::stdout()).is_err() {
+        return Ok(None);
+    }
+    // Listening before the first look: no change is missed.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])?;
+    let handle = signals.handle();
+    if let Some((rows, cols)) = size(rustix::stdio::stdout()) {
+        apply(rows, cols);
+    }
+    std::thread::Builder::new()
+        .name("winch".into())
+        .stack_size(64 << 10)
+        .spawn(move || {
+            for _ in signals.forever() {
+                if let Some((rows, cols)) = size(rustix::stdio::stdout()) {
+                    apply(rows, cols);
+                }
+            }
+        })?;
+    Ok(Some(handle))
+}
+
+/// A foreground run's terminal: the container's output copied to this
+/// process's standard output, its standard input (with `-i`) to the
+/// container, this terminal in raw mode and its size passed on.
+pub struct Relay {
+    output: Option<std::thread::JoinHandle<()>>,
+    winch: Option<signal_hook::iterator::Handle>,
+    _raw: Option<RawMode>,
+}
+
+impl Relay {
+    /// Starts relaying between `master` and this process's stdio.
+    pub fn start(master: OwnedFd, input: bool) -> io::Result<Relay> {
+        let master = std::fs::File::from(master);
+        let sized = master.try_clone()?;
+        let winch = follow_size(move |rows, cols| {
+            let _ = set_size(&sized, rows, cols);
+        })?;
+        let raw = if input { RawMode::stdin() } else { None };
+        if input {
+            let mut to = master.try_clone()?;
+            std::thread::Builder::new()
+                .name("tty-input".into())
+                .spawn(move || {
+                    let _ = io::copy(&mut io::stdin().lock(), &mut to);
+                    // The end of piped input: end-of-file for a reader in
+                    // canonical mode (Ctrl-D).
+                    let _ = to.write_all(&[0x04]);
+                })?;
+        }
+        let mut from = master;
+        let output = std::thread::Builder::new()
+            .name("tty-output".into())
+            .spawn(move || {
+                let mut out = io::stdout();
+                let mut buf = [0u8; 16 << 10];
+                loop {
+                    match from.read(&mut buf) {
+                        // EIO: every slave descriptor is closed.
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Relay {
+            output: Some(output),
+            winch,
+            _raw: raw,
+        })
+    }
+
+    /// Waits for the last of the output (the container has exited) and
+    /// gives the terminal back as it was.
+    pub fn finish(mut self) {
+        if let Some(h) = self.winch.take() {
+            h.close();
+        }
+        if let Some(t) = self.output.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Where a foreground Linux run's [`Relay`] lives: its
+/// [`super::linux::OnTerminal`] starts the relay when the container's
+/// terminal arrives, and [`RelaySlot::finish`] ends it after the run.
+#[derive(Clone, Default)]
+pub struct RelaySlot(std::sync::Arc<std::sync::Mutex<Option<Relay>>>);
+
+impl RelaySlot {
+    /// The callback that relays the container's terminal to this
+    /// process's stdio (and its input too, with `input`).
+    pub fn on_terminal(&self, input: bool) -> super::linux::OnTerminal {
+        let slot = self.0.clone();
+        super::linux::OnTerminal(std::sync::Arc::new(move |master| {
+            match Relay::start(master, input) {
+                Ok(r) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r),
+                Err(e) => tracing::warn!(error = %e, "cannot relay the container's terminal"),
+            }
+        }))
+    }
+
+    /// Waits for the relay's last output and restores this terminal.
+    pub fn finish(&self) {
+        let relay = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(r) = relay {
+            r.finish();
+        }
+    }
+}
+
+/// A Unix socket on which a container's init sends the master side of
+/// the pty it makes (runc's console socket protocol: one message with the
+/// descriptor as SCM_RIGHTS). Removed when dropped.
+pub(crate) struct ConsoleSocket {
+    listener: UnixListener,
+    path: std::path::PathBuf,
+}
+
+impl ConsoleSocket {
+    /// Listens at `dir/console.sock`. Bound through this process's
+    /// descriptor of `dir`, so that a deep store path does not run into
+    /// the 108-byte limit of socket addresses.
+    pub(crate) fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
+        let d = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let short = format!(
+            "/proc/self/fd/{}/console.sock",
+            std::os::fd::AsRawFd::as_raw_fd(&d)
+        );
+        let listener = UnixListener::bind(short)?;
+        listener.set_nonblocking(true)?;
+        Ok(ConsoleSocket {
+            listener,
+            path: dir.join("console.sock"),
+        })
+    }
+
+    /// The socket's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The master the init sent (it connects while the container is
+    /// created, so the connection is already queued).
+    pub(crate) fn receive(&self, timeout: Duration) -> io::Result<OwnedFd> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut name = [0u8; 64];
+        rustix::net::recvmsg(
+            &stream,
+            &mut [io::IoSliceMut::new(&mut name)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = message {
+                if let Some(fd) = fds.next() {
+                    return Ok(fd);
+                }
+            }
+        }
+        Err(io::Error::other("the console socket got no terminal"))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pty_carries_output_and_size() {
+        let pty = open_pty().unwrap();
+        set_size(&pty.master, 30, 100).unwrap();
+        assert_eq!(size(&pty.slave), Some((30, 100)));
+        let mut slave = std::fs::File::from(pty.slave);
+        slave.write_all(b"hi\n").unwrap();
+        drop(slave);
+        let mut master = std::fs::File::from(pty.master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        // Read until EIO: the slave is closed.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        // The line discipline turns \n into \r\n.
+        assert_eq!(out, b"hi\r\n");
+    }
+}
