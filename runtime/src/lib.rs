@@ -24,7 +24,7 @@
 //! # }
 //! ```
 //!
-//! The modules follow the nouns of the Docker workflow: [`reference`] and
+//! The modules follow the nouns of the Docker workflow: [`reference`](mod@reference) and
 //! [`digest`] name things, [`store`] keeps them, [`image`] reads them,
 //! [`layer`] packs and unpacks filesystems, [`build`] turns Dockerfiles into
 //! images, [`exec`] runs them, [`container`] keeps them running, [`archive`] moves them in and out as tar files, and

@@ -27,7 +27,8 @@ pub struct ManagedArgs {
     /// Name of the container.
     #[arg(long)]
     pub name: Option<String>,
-    /// Restart policy: no, on-failure[:N], always or unless-stopped.
+    /// Restart policy: no, on-failure (on-failure:N for at most N restarts),
+    /// always or unless-stopped.
     #[arg(long)]
     pub restart: Option<String>,
     /// Set a label (KEY=VALUE).

@@ -1,7 +1,7 @@
 //! `wharf build`: a Dockerfile becomes an OCI image in the store.
 //!
 //! The pipeline is parse ([`dockerfile`]) -> evaluate stage by stage, each
-//! instruction turning one [`State`] (config + layers) into the next ->
+//! instruction turning one `State` (config + layers) into the next ->
 //! write config and manifest -> name it. Every instruction is cached under
 //! a key made of the parent state, the expanded instruction and the content
 //! of its inputs, so an unchanged rebuild touches no file twice.
