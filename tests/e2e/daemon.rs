@@ -290,23 +290,32 @@ print("ok")
     );
 }
 
-#[test]
-fn the_docker_cli_drives_linux_containers() {
+/// The daemon, with `bb`: busybox with its commands installed and `sh` as
+/// CMD. None, with the reason printed, where Linux containers cannot run
+/// (not root) or one of `tools` is missing.
+fn linux_daemon(env: &Env, tools: &[&str]) -> Option<Daemon> {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: Linux containers need root");
-        return;
+        return None;
     }
-    if !require("docker") {
-        return;
+    if !tools.iter().all(|t| require(t)) {
+        return None;
     }
-    let env = Env::new();
-    let _cleanup = Cleanup(&env);
     crate::linux::build_busybox(
-        &env,
+        env,
         "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
     )
     .ok();
-    let d = Daemon::start(&env);
+    Some(Daemon::start(env))
+}
+
+#[test]
+fn the_docker_cli_drives_linux_containers() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    let Some(d) = linux_daemon(&env, &["docker"]) else {
+        return;
+    };
     let out = d.docker_ok(&[
         "run",
         "--rm",
@@ -435,21 +444,11 @@ fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> 
 
 #[test]
 fn docker_run_and_exec_get_terminals() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: Linux containers need root");
-        return;
-    }
-    if !require("docker") || !require("script") {
-        return;
-    }
     let env = Env::new();
     let _cleanup = Cleanup(&env);
-    crate::linux::build_busybox(
-        &env,
-        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
-    )
-    .ok();
-    let d = Daemon::start(&env);
+    let Some(d) = linux_daemon(&env, &["docker", "script"]) else {
+        return;
+    };
     // -t alone: the process's stdio is a terminal (\n becomes \r\n).
     let out = d.docker_ok(&["run", "-t", "--rm", "bb", "sh", "-c", "tty; echo $TERM"]);
     assert_eq!(out, "/dev/pts/0\r\nxterm\r\n");

@@ -65,12 +65,13 @@ impl LogWriter {
             .write_all(&line)
     }
 
-    /// Reads `from` (a pipe) until end-of-file on a new thread, writing
-    /// each line as an entry of `stream` as soon as it is complete.
+    /// Reads `from` until it ends on a new thread, writing an entry of
+    /// `stream` for each piece `framing` cuts.
     pub fn pump(
         &self,
         stream: &'static str,
         from: impl io::Read + Send + 'static,
+        framing: Framing,
     ) -> io::Result<std::thread::JoinHandle<()>> {
         let writer = self.clone();
         std::thread::Builder::new()
@@ -78,20 +79,31 @@ impl LogWriter {
             .stack_size(128 << 10)
             .spawn(move || {
                 let mut from = io::BufReader::with_capacity(MAX_ENTRY, from);
-                let mut line = Vec::new();
+                let mut entry = Vec::new();
                 loop {
-                    line.clear();
-                    match (&mut from)
-                        .take(MAX_ENTRY as u64)
-                        .read_until(b'\n', &mut line)
-                    {
+                    entry.clear();
+                    let read = match framing {
+                        Framing::Lines => (&mut from)
+                            .take(MAX_ENTRY as u64)
+                            .read_until(b'\n', &mut entry),
+                        Framing::AsRead => from.fill_buf().map(|b| {
+                            entry.extend_from_slice(b);
+                            b.len()
+                        }),
+                    };
+                    match read {
                         Ok(0) => break,
-                        Ok(_) => {
-                            if let Err(e) = writer.write(stream, &line) {
+                        Ok(n) => {
+                            if framing == Framing::AsRead {
+                                from.consume(n);
+                            }
+                            if let Err(e) = writer.write(stream, &entry) {
                                 tracing::warn!(error = %e, "cannot write the container log");
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // Also EIO from a terminal whose last slave
+                        // descriptor closed.
                         Err(_) => break,
                     }
                 }
@@ -99,37 +111,14 @@ impl LogWriter {
     }
 }
 
-impl LogWriter {
-    /// Reads `from` (a terminal's master side) until it ends on a new
-    /// thread, writing whatever each read returns as an entry of
-    /// `stream` at once: a prompt without a newline reaches attached
-    /// clients while the process waits for input.
-    pub fn pump_raw(
-        &self,
-        stream: &'static str,
-        mut from: impl io::Read + Send + 'static,
-    ) -> io::Result<std::thread::JoinHandle<()>> {
-        let writer = self.clone();
-        std::thread::Builder::new()
-            .name(format!("log-{stream}"))
-            .stack_size(128 << 10)
-            .spawn(move || {
-                let mut buf = vec![0u8; MAX_ENTRY];
-                loop {
-                    match from.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if let Err(e) = writer.write(stream, &buf[..n]) {
-                                tracing::warn!(error = %e, "cannot write the container log");
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // EIO: the terminal's last slave descriptor closed.
-                        Err(_) => break,
-                    }
-                }
-            })
-    }
+/// How [`LogWriter::pump`] cuts output into entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One entry per line, written once the line is complete (a pipe).
+    Lines,
+    /// One entry per read, at once (a terminal: a prompt without a
+    /// newline reaches attached clients while the process waits).
+    AsRead,
 }
 
 /// Reads a log from a position, entry by entry, as it grows.
@@ -202,7 +191,7 @@ mod tests {
         let w = LogWriter::open(&path).unwrap();
         let mut r = LogReader::open(&path, false).unwrap();
         let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
-        let pump = w.pump("stderr", rx).unwrap();
+        let pump = w.pump("stderr", rx, Framing::Lines).unwrap();
         tx.write_all(b"one\ntw").unwrap();
         tx.write_all(b"o\nno newline").unwrap();
         drop(tx);

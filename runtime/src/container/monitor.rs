@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::logs::LogWriter;
+use super::logs::{Framing, LogWriter};
 use super::{now_ns, Container, ContainerError, Containers, Result, Status};
 use crate::exec::{self, Interrupt};
 use crate::store::{Store, StoreLock};
@@ -330,9 +330,11 @@ impl Run<'_> {
                     rustix::stdio::dup2_stdin(&pty.slave).map_err(std::io::Error::from)?;
                     rustix::stdio::dup2_stdout(&pty.slave).map_err(std::io::Error::from)?;
                     rustix::stdio::dup2_stderr(&pty.slave).map_err(std::io::Error::from)?;
-                    let pump = self
-                        .log
-                        .pump_raw("stdout", std::fs::File::from(pty.master))?;
+                    let pump = self.log.pump(
+                        "stdout",
+                        std::fs::File::from(pty.master),
+                        Framing::AsRead,
+                    )?;
                     pumps.lock().unwrap_or_else(|e| e.into_inner()).push(pump);
                 }
                 started.ok();
@@ -373,7 +375,7 @@ impl Run<'_> {
                         if let Err(e) = console.attach(&master) {
                             tracing::warn!(error = %e, "cannot pass input to the terminal");
                         }
-                        match log.pump_raw("stdout", std::fs::File::from(master)) {
+                        match log.pump("stdout", std::fs::File::from(master), Framing::AsRead) {
                             Ok(p) => pumps.lock().unwrap_or_else(|e| e.into_inner()).push(p),
                             Err(e) => tracing::warn!(error = %e, "cannot log the terminal"),
                         }
@@ -420,7 +422,10 @@ impl Run<'_> {
                 rustix::stdio::dup2_stderr(&w).map_err(std::io::Error::from)?;
             }
             drop(w);
-            pumps.push(self.log.pump(stream, std::fs::File::from(r))?);
+            pumps.push(
+                self.log
+                    .pump(stream, std::fs::File::from(r), Framing::Lines)?,
+            );
         }
         Ok(pumps)
     }
