@@ -118,6 +118,8 @@ enum Command {
     Logs(commands::container::LogsArgs),
     /// Run a command in a running Linux container.
     Exec(commands::container::ExecArgs),
+    /// Join a running container's output and input.
+    Attach(commands::container::AttachArgs),
     /// Serve the Docker Engine API on a Unix socket.
     Daemon(commands::daemon::Args),
     /// Prune unused data and show disk usage.
@@ -174,6 +176,7 @@ pub fn main_full() -> ExitCode {
         Command::Ps(a) => commands::container::ps(&store, a),
         Command::Logs(a) => commands::container::logs(&store, a),
         Command::Exec(a) => commands::container::exec(&store, a),
+        Command::Attach(a) => commands::container::attach(&store, a),
         Command::Daemon(a) => commands::daemon::run(&store, a),
         Command::System(c) => commands::system::run(&store, c),
         Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),

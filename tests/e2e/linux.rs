@@ -1,6 +1,7 @@
 //! Linux images: `wharf bundle` writes the OCI runtime spec wharf runs
 //! them with, and a real OCI runtime (runc, Debian's package) runs it.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -648,6 +649,52 @@ fn containers_and_execs_get_terminals_with_t() {
         .ok();
     assert_eq!(env.wharf(&["wait", "w"]).ok().stdout.trim(), "0");
     assert_eq!(env.wharf(&["logs", "w"]).ok().stdout, "a\r\nb\r\n");
+}
+
+#[test]
+fn attach_joins_a_terminal_and_ctrl_p_ctrl_q_detaches() {
+    let env = Env::new();
+    let _cleanup = crate::lifecycle::Cleanup(&env);
+    busybox_image(&env);
+    let Some(r) = run_linux(&env, &["run", "-d", "-i", "-t", "--name", "a", "bb", "sh"]) else {
+        return;
+    };
+    r.ok();
+    if !crate::harness::require("script") {
+        return;
+    }
+    // At a terminal (script(1) makes one): a command typed through the
+    // attach runs; the detach keys end the attach, not the container.
+    let line = format!(
+        "{} --root {} attach a",
+        crate::harness::wharf_bin().display(),
+        env.root.path().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    keys.write_all(b"echo via-$((20+22))\n").unwrap();
+    crate::lifecycle::eventually("the command's output in the log", || {
+        env.wharf(&["logs", "a"]).stdout.contains("via-42")
+    });
+    keys.write_all(b"\x10\x11").unwrap();
+    crate::lifecycle::eventually("the attach to detach", || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success());
+    drop(keys);
+    let ps = env.wharf(&["ps"]).ok().stdout;
+    assert!(
+        ps.contains(" a\n") || ps.ends_with(" a"),
+        "still running: {ps}"
+    );
+
+    env.wharf(&["stop", "-t", "1", "a"]).ok();
+    env.wharf(&["attach", "a"]).fails(125, "is not running");
 }
 
 #[test]

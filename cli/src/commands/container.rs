@@ -126,6 +126,93 @@ pub fn start(store: &Store, a: StartArgs) -> anyhow::Result<i32> {
     for_each(&a.names.containers, |n| cs.start(n))
 }
 
+/// This command joined to a running container until it exits (its exit
+/// code): its output to ours, with `input` our input to it, and with a
+/// terminal, ours in raw mode (with input) and our window size. At a
+/// terminal, Ctrl-P Ctrl-Q detaches and leaves the container running, as
+/// with Docker.
+pub fn session(
+    cs: &Containers,
+    c: &container::Container,
+    reader: &mut logs::LogReader,
+    input: bool,
+) -> anyhow::Result<i32> {
+    let size = if c.config.tty {
+        let (cs, id) = (cs.clone(), c.id.clone());
+        wharf::exec::tty::follow_size(move |rows, cols| {
+            let _ = cs.resize(&id, rows, cols);
+        })?
+    } else {
+        None
+    };
+    let raw = std::sync::Arc::new(std::sync::Mutex::new(
+        (c.config.tty && input)
+            .then(wharf::exec::tty::RawMode::stdin)
+            .flatten(),
+    ));
+    if input {
+        // This command's input, until it ends (then end-of-file for a
+        // container made with `StdinOnce`) or the detach keys.
+        let (cs, id, raw) = (cs.clone(), c.id.clone(), raw.clone());
+        let detachable = raw.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        std::thread::spawn(move || {
+            let Ok(mut to) = cs.attach_stdin(&id) else {
+                return;
+            };
+            if !detachable {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+                return;
+            }
+            let mut keys = wharf::exec::tty::DetachKeys::default();
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin().lock();
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdin, &mut buf) {
+                let (pass, detach) = keys.scan(&buf[..n]);
+                if to.write_all(&pass).is_err() {
+                    return;
+                }
+                if detach {
+                    // The terminal as it was, then leave the container be.
+                    drop(raw.lock().unwrap_or_else(|e| e.into_inner()).take());
+                    eprintln!();
+                    std::process::exit(0);
+                }
+            }
+        });
+    }
+    let code = attached(cs, &c.id, reader);
+    drop(raw.lock().unwrap_or_else(|e| e.into_inner()).take());
+    if let Some(h) = size {
+        h.close();
+    }
+    code
+}
+
+/// Arguments of `wharf attach`.
+#[derive(clap::Args)]
+pub struct AttachArgs {
+    /// Do not pass our input to the container.
+    #[arg(long = "no-stdin")]
+    no_stdin: bool,
+    /// The container.
+    container: String,
+}
+
+/// `wharf attach`: joins a running container's output (from now) and,
+/// if it was made with `-i`, its input.
+pub fn attach(store: &Store, a: AttachArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let c = lib(cs.get(&a.container))?;
+    if !c.state.is_running() {
+        anyhow::bail!(
+            "container {} is not running: start it first (or start -a)",
+            container::short_id(&c.id)
+        );
+    }
+    let mut reader = logs::LogReader::open(&cs.log_path(&c.id), false)?;
+    session(&cs, &c, &mut reader, c.config.open_stdin && !a.no_stdin)
+}
+
 /// Copies the container's output to ours until it exits; its exit code.
 pub fn attached(cs: &Containers, id: &str, reader: &mut logs::LogReader) -> anyhow::Result<i32> {
     lib(cs.follow(id, reader, true, &mut |e| {

@@ -255,34 +255,7 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
         super::say(&c.id)?;
         return Ok(0);
     }
-    // With a terminal: this one's size, and raw keys with -i.
-    let size = if c.config.tty {
-        let (cs, id) = (cs.clone(), c.id.clone());
-        exec::tty::follow_size(move |rows, cols| {
-            let _ = cs.resize(&id, rows, cols);
-        })?
-    } else {
-        None
-    };
-    let raw = (c.config.tty && c.config.open_stdin)
-        .then(exec::tty::RawMode::stdin)
-        .flatten();
-    if c.config.open_stdin {
-        // This command's input, until it ends, then end-of-file for the
-        // container's process.
-        let (cs, id) = (cs.clone(), c.id.clone());
-        std::thread::spawn(move || {
-            if let Ok(mut input) = cs.attach_stdin(&id) {
-                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
-            }
-        });
-    }
-    let code = super::container::attached(&cs, &c.id, &mut reader);
-    drop(raw);
-    if let Some(h) = size {
-        h.close();
-    }
-    code
+    super::container::session(&cs, &c, &mut reader, c.config.open_stdin)
 }
 
 /// `wharf run`, getting a missing image with `pull` and running a Linux

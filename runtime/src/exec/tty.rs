@@ -116,6 +116,39 @@ pub fn follow_size(
     Ok(Some(handle))
 }
 
+/// Docker's detach keys, Ctrl-P Ctrl-Q, found in what a user types.
+#[derive(Debug, Default)]
+pub struct DetachKeys {
+    /// A Ctrl-P held back: it may start the sequence.
+    pending: bool,
+}
+
+impl DetachKeys {
+    const CTRL_P: u8 = 0x10;
+    const CTRL_Q: u8 = 0x11;
+
+    /// What of `keys` to pass on, and whether the sequence was typed (what
+    /// follows it is dropped). A Ctrl-P waits for the next key.
+    pub fn scan(&mut self, keys: &[u8]) -> (Vec<u8>, bool) {
+        let mut pass = Vec::with_capacity(keys.len() + 1);
+        for &k in keys {
+            if self.pending {
+                self.pending = false;
+                if k == Self::CTRL_Q {
+                    return (pass, true);
+                }
+                pass.push(Self::CTRL_P);
+            }
+            if k == Self::CTRL_P {
+                self.pending = true;
+            } else {
+                pass.push(k);
+            }
+        }
+        (pass, false)
+    }
+}
+
 /// A foreground run's terminal: the container's output copied to this
 /// process's standard output, its standard input (with `-i`) to the
 /// container, this terminal in raw mode and its size passed on.
@@ -289,6 +322,17 @@ impl Drop for ConsoleSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_are_ctrl_p_ctrl_q_across_reads() {
+        let mut k = DetachKeys::default();
+        assert_eq!(k.scan(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(k.scan(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(k.scan(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(k.scan(b"\x11rest"), (Vec::new(), true));
+        let mut k = DetachKeys::default();
+        assert_eq!(k.scan(b"x\x10\x11"), (b"x".to_vec(), true));
+    }
 
     #[test]
     fn a_pty_carries_output_and_size() {
