@@ -464,6 +464,32 @@ fn docker_run_and_exec_get_terminals() {
     assert_eq!(o.status.code(), Some(4), "{out}");
     assert!(out.contains("got typed\r\n33 99\r\n"), "{out:?}");
 
+    // The docker CLI detaches itself on Ctrl-P Ctrl-Q: the container
+    // keeps running (closing its input does not end a terminal's).
+    // (The keys go once the CLI has the terminal in raw mode: typed
+    // ahead, the line discipline would take Ctrl-Q for flow control.)
+    let mut child = Command::new("script")
+        .args(["-qec", "docker run -it --name kept bb sh", "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    keys.write_all(b"echo typed-$((1+1))\n").unwrap();
+    eventually("the typed command's output", || {
+        String::from_utf8_lossy(&d.docker(&["logs", "kept"]).stdout).contains("typed-2")
+    });
+    keys.write_all(b"\x10\x11").unwrap();
+    eventually("the CLI to detach", || child.try_wait().unwrap().is_some());
+    drop(keys);
+    assert_eq!(
+        d.docker_ok(&["inspect", "--format", "{{.State.Running}}", "kept"])
+            .trim(),
+        "true"
+    );
+    d.docker_ok(&["rm", "-f", "kept"]);
+
     d.docker_ok(&["run", "-d", "--name", "box", "bb", "sleep", "100"]);
     let out = d.docker_ok(&[
         "exec",

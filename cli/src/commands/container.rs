@@ -153,7 +153,7 @@ pub fn session(
     if input {
         // This command's input, until it ends (then end-of-file for a
         // container made with `StdinOnce`) or the detach keys.
-        let (cs, id, raw) = (cs.clone(), c.id.clone(), raw.clone());
+        let (cs, id, raw, tty) = (cs.clone(), c.id.clone(), raw.clone(), c.config.tty);
         let detachable = raw.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         std::thread::spawn(move || {
             let Ok(mut to) = cs.attach_stdin(&id) else {
@@ -161,6 +161,10 @@ pub fn session(
             };
             if !detachable {
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+                if tty {
+                    // Piped input's end, as a terminal says it: Ctrl-D.
+                    let _ = to.write_all(&[0x04]);
+                }
                 return;
             }
             let mut keys = wharf::exec::tty::DetachKeys::default();

@@ -525,8 +525,11 @@ impl Console {
     }
 
     /// Passes what clients write to the `stdin` fifo to the terminal
-    /// (held until a run has one). With `once`, the first client's
-    /// end of input is the process's: Ctrl-D, end-of-file at a prompt.
+    /// (held until a run has one). With `once`, only the first client's
+    /// input. A terminal has no end of input: a client that goes away
+    /// (the docker CLI detaching with Ctrl-P Ctrl-Q) leaves the process
+    /// running, as with Docker; a client that wants end-of-file types
+    /// Ctrl-D.
     fn feed_from(&self, fifo: &std::path::Path, once: bool) {
         let (fifo, console) = (fifo.to_owned(), self.clone());
         std::thread::spawn(move || loop {
@@ -542,7 +545,6 @@ impl Console {
                 }
             }
             if once {
-                console.write(&[0x04]);
                 return;
             }
         });
