@@ -425,12 +425,13 @@ fn the_docker_cli_drives_linux_containers() {
 /// util-linux makes the pty; `input` is typed into it.
 fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> Output {
     let line = format!("stty rows {rows} cols {cols}; {command}");
+    let out = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env("DOCKER_HOST", d.host())
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.reopen().unwrap())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     child
@@ -439,7 +440,23 @@ fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> 
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    // A client that hangs fails the test instead of holding up the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} at a terminal did not end within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(out.path()).unwrap(),
+        stderr: Vec::new(),
+    }
 }
 
 #[test]
