@@ -420,20 +420,25 @@ fn the_docker_cli_drives_linux_containers() {
     d.docker_ok(&["rm", "svc", "hard"]);
 }
 
-/// Runs `command` (a shell command line) on a fresh terminal of
-/// `rows` x `cols`, as a user at a terminal would: `script` from
-/// util-linux makes the pty; `input` is typed into it.
-fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> Output {
-    let line = format!("stty rows {rows} cols {cols}; {command}");
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
+/// Starts `command` (a shell command line) on a fresh terminal that
+/// `script` from util-linux makes, its input piped, its output to `out`.
+fn spawn_at_terminal(d: &Daemon, command: &str, out: Stdio) -> Child {
+    Command::new("script")
+        .args(["-qec", command, "/dev/null"])
         .env("DOCKER_HOST", d.host())
         .stdin(Stdio::piped())
-        .stdout(out.reopen().unwrap())
+        .stdout(out)
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `command` on a fresh terminal of `rows` x `cols` with `input`
+/// typed into it, as a user at a terminal would.
+fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> Output {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let line = format!("stty rows {rows} cols {cols}; {command}");
+    let mut child = spawn_at_terminal(d, &line, out.reopen().unwrap().into());
     child
         .stdin
         .take()
@@ -485,13 +490,7 @@ fn docker_run_and_exec_get_terminals() {
     // keeps running (closing its input does not end a terminal's).
     // (The keys go once the CLI has the terminal in raw mode: typed
     // ahead, the line discipline would take Ctrl-Q for flow control.)
-    let mut child = Command::new("script")
-        .args(["-qec", "docker run -it --name kept bb sh", "/dev/null"])
-        .env("DOCKER_HOST", d.host())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_at_terminal(&d, "docker run -it --name kept bb sh", Stdio::null());
     let mut keys = child.stdin.take().unwrap();
     keys.write_all(b"echo typed-$((1+1))\n").unwrap();
     eventually("the typed command's output", || {

@@ -160,11 +160,10 @@ pub fn session(
                 return;
             };
             if !detachable {
-                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
-                if tty {
-                    // Piped input's end, as a terminal says it: Ctrl-D.
-                    let _ = to.write_all(&[0x04]);
-                }
+                let _ = match tty {
+                    true => wharf::exec::tty::type_input(&mut to),
+                    false => std::io::copy(&mut std::io::stdin().lock(), &mut to).map(drop),
+                };
                 return;
             }
             let mut keys = wharf::exec::tty::DetachKeys::default();

@@ -424,6 +424,24 @@ pub struct Containers {
     monitor: Option<MonitorCommand>,
 }
 
+/// Opens the fifo at `path` for writing without waiting for a reader:
+/// None while nobody reads it. The file blocks on writes, as a pipe does.
+fn open_fifo_writer(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use rustix::fs::OFlags;
+    match rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => {
+            rustix::fs::fcntl_setfl(&fd, OFlags::WRONLY)?;
+            Ok(Some(std::fs::File::from(fd)))
+        }
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The store lease that keeps container `id`'s image: `container-<id>`.
 fn lease_holder(id: &str) -> String {
     format!("container-{id}")
@@ -498,20 +516,8 @@ impl Containers {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            use rustix::fs::OFlags;
-            match rustix::fs::open(
-                &path,
-                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) {
-                Ok(fd) => {
-                    // Blocking from here on: writes wait for the reader.
-                    rustix::fs::fcntl_setfl(&fd, OFlags::WRONLY).map_err(std::io::Error::from)?;
-                    return Ok(std::fs::File::from(fd));
-                }
-                // No reader yet.
-                Err(rustix::io::Errno::NXIO) => {}
-                Err(e) => return Err(std::io::Error::from(e).into()),
+            if let Some(f) = open_fifo_writer(&path)? {
+                return Ok(f);
             }
             let state = self.refresh(id)?;
             let started = state.started_at > 0 || state.is_running();
@@ -536,20 +542,14 @@ impl Containers {
                 false => Err(ContainerError::NotRunning(id)),
             };
         }
-        use rustix::fs::OFlags;
         // The monitor holds the fifo open while the container runs.
-        match rustix::fs::open(
-            &path,
-            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            Ok(fd) => {
+        match open_fifo_writer(&path)? {
+            Some(mut f) => {
                 use std::io::Write as _;
-                std::fs::File::from(fd).write_all(format!("{rows} {cols}\n").as_bytes())?;
+                f.write_all(format!("{rows} {cols}\n").as_bytes())?;
                 Ok(())
             }
-            Err(rustix::io::Errno::NXIO) => Err(ContainerError::NotRunning(id)),
-            Err(e) => Err(std::io::Error::from(e).into()),
+            None => Err(ContainerError::NotRunning(id)),
         }
     }
 

@@ -316,8 +316,7 @@ impl Run<'_> {
         prepared: Prepared,
         started: &Started,
     ) -> std::result::Result<exec::Exit, ContainerError> {
-        // The threads that write the output to the log.
-        let pumps: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let pumps: Pumps = Arc::default();
         if self.console.is_none() {
             *pumps.lock().unwrap_or_else(|e| e.into_inner()) = self.connect_output()?;
         }
@@ -326,16 +325,10 @@ impl Run<'_> {
                 if let Some(console) = self.console {
                     // The guest's stdio is the slave side of a fresh pty.
                     let pty = exec::tty::open_pty()?;
-                    console.attach(&pty.master)?;
                     rustix::stdio::dup2_stdin(&pty.slave).map_err(std::io::Error::from)?;
                     rustix::stdio::dup2_stdout(&pty.slave).map_err(std::io::Error::from)?;
                     rustix::stdio::dup2_stderr(&pty.slave).map_err(std::io::Error::from)?;
-                    let pump = self.log.pump(
-                        "stdout",
-                        std::fs::File::from(pty.master),
-                        Framing::AsRead,
-                    )?;
-                    pumps.lock().unwrap_or_else(|e| e.into_inner()).push(pump);
+                    console.run_on(pty.master, self.log, &pumps)?;
                 }
                 started.ok();
                 let armed = Armed {
@@ -372,12 +365,8 @@ impl Run<'_> {
                 if let Some(console) = self.console {
                     let (console, log, pumps) = (console.clone(), self.log.clone(), pumps.clone());
                     linux.terminal = Some(exec::linux::OnTerminal(Arc::new(move |master| {
-                        if let Err(e) = console.attach(&master) {
-                            tracing::warn!(error = %e, "cannot pass input to the terminal");
-                        }
-                        match log.pump("stdout", std::fs::File::from(master), Framing::AsRead) {
-                            Ok(p) => pumps.lock().unwrap_or_else(|e| e.into_inner()).push(p),
-                            Err(e) => tracing::warn!(error = %e, "cannot log the terminal"),
+                        if let Err(e) = console.run_on(master, &log, &pumps) {
+                            tracing::warn!(error = %e, "cannot use the container's terminal");
                         }
                     })));
                 }
@@ -465,9 +454,12 @@ struct Console(Arc<(Mutex<ConsoleState>, std::sync::Condvar)>);
 
 #[derive(Default)]
 struct ConsoleState {
-    master: Option<std::fs::File>,
+    master: Option<Arc<std::fs::File>>,
     size: Option<(u16, u16)>,
 }
+
+/// The threads that write a run's output to the log.
+type Pumps = Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>;
 
 impl Console {
     /// A console whose terminals start `size` big.
@@ -477,15 +469,21 @@ impl Console {
         console
     }
 
-    /// The master of a run's new pty.
-    fn attach(&self, master: &OwnedFd) -> Result<()> {
-        let master = std::fs::File::from(master.try_clone()?);
-        let mut state = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((rows, cols)) = state.size {
-            let _ = exec::tty::set_size(&master, rows, cols);
+    /// A run's new pty: its size set, input going to its `master`, and
+    /// what comes out logged (`stdout`, as read) by a pump in `pumps`.
+    fn run_on(&self, master: OwnedFd, log: &LogWriter, pumps: &Pumps) -> Result<()> {
+        let master = std::fs::File::from(master);
+        let output = master.try_clone()?;
+        {
+            let mut state = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((rows, cols)) = state.size {
+                let _ = exec::tty::set_size(&master, rows, cols);
+            }
+            state.master = Some(Arc::new(master));
+            self.0 .1.notify_all();
         }
-        state.master = Some(master);
-        self.0 .1.notify_all();
+        let pump = log.pump("stdout", output, Framing::AsRead)?;
+        pumps.lock().unwrap_or_else(|e| e.into_inner()).push(pump);
         Ok(())
     }
 
@@ -558,16 +556,14 @@ impl Console {
             let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(m) = &state.master {
-                    break m.try_clone();
+                    break m.clone();
                 }
                 state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
             }
         };
         // Outside the lock: a process that reads nothing fills the
         // terminal's buffer, and the write waits.
-        if let Ok(mut m) = master {
-            let _ = m.write_all(bytes);
-        }
+        let _ = (&*master).write_all(bytes);
     }
 }
 

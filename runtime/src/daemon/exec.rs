@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    bad_request, blocking, channel_body, forward_input, full, json_reply, read_body, reply,
-    stream_type, strings, switching_protocols, write_then_close, Failure, Reply,
+    bad_request, blocking, channel_body, forward_input, full, json_reply, ok_empty, read_body,
+    reply, stream_type, strings, switching_protocols, write_then_close, Failure, Reply,
 };
 use crate::container::{logs, ContainerError, Containers};
 use crate::exec::linux::ExecOptions;
@@ -225,21 +225,22 @@ pub(super) async fn start(
         Some(m) => Some(Box::new(m.try_clone().map_err(failed)?) as Box<dyn std::io::Read + Send>),
         None => None,
     };
+    // Each source with its stream; a terminal's output is one raw stream.
     let pumps: Vec<_> = [
-        (terminal, "tty"),
+        (terminal, None),
         (
             child
                 .stdout
                 .take()
                 .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            "stdout",
+            Some("stdout"),
         ),
         (
             child
                 .stderr
                 .take()
                 .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            "stderr",
+            Some("stderr"),
         ),
     ]
     .into_iter()
@@ -253,9 +254,8 @@ pub(super) async fn start(
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let frame = match stream {
-                            // Raw: a terminal's output is one stream.
-                            "tty" => Bytes::copy_from_slice(&buf[..n]),
-                            _ => Bytes::from(logs::frame(stream, &buf[..n])),
+                            None => Bytes::copy_from_slice(&buf[..n]),
+                            Some(s) => Bytes::from(logs::frame(s, &buf[..n])),
                         };
                         if tx.blocking_send(frame).is_err() {
                             break;
@@ -337,7 +337,7 @@ pub(super) fn resize(execs: &Execs, id: &str, rows: u16, cols: u16) -> Reply {
             format!("exec instance {id} is not running"),
         ));
     }
-    Ok(reply(StatusCode::OK, full(""), "text/plain; charset=utf-8"))
+    ok_empty()
 }
 
 /// `GET /exec/{id}/json`.

@@ -184,6 +184,15 @@ fn json_reply(status: StatusCode, v: &Value) -> Reply {
     ))
 }
 
+/// 200 with no body (what Docker answers a resize).
+fn ok_empty() -> Reply {
+    Ok(reply(
+        StatusCode::OK,
+        full(Bytes::new()),
+        "text/plain; charset=utf-8",
+    ))
+}
+
 fn no_content() -> Reply {
     let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -818,7 +827,7 @@ impl Api {
         let (rows, cols) = terminal_size(q)?;
         let (cs, id) = (self.containers.clone(), id.to_owned());
         blocking(move || Ok(cs.resize(&id, rows, cols)?)).await?;
-        Ok(reply(StatusCode::OK, full(""), "text/plain; charset=utf-8"))
+        ok_empty()
     }
 
     async fn remove(&self, id: &str, q: &Query) -> Reply {

@@ -172,10 +172,7 @@ impl Relay {
             std::thread::Builder::new()
                 .name("tty-input".into())
                 .spawn(move || {
-                    let _ = io::copy(&mut io::stdin().lock(), &mut to);
-                    // The end of piped input: end-of-file for a reader in
-                    // canonical mode (Ctrl-D).
-                    let _ = to.write_all(&[0x04]);
+                    let _ = type_input(&mut to);
                 })?;
         }
         let mut from = master;
@@ -213,6 +210,15 @@ impl Relay {
             let _ = t.join();
         }
     }
+}
+
+/// Copies this process's standard input to a terminal as if typed; when
+/// the input ends (a pipe), types Ctrl-D, which is how a terminal says
+/// end-of-file to a reader in canonical mode (a terminal itself has no
+/// end of input).
+pub fn type_input(to: &mut impl io::Write) -> io::Result<()> {
+    io::copy(&mut io::stdin().lock(), to)?;
+    to.write_all(&[0x04])
 }
 
 /// Where a foreground Linux run's [`Relay`] lives: its
