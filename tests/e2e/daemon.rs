@@ -607,11 +607,18 @@ fn a_hundred_concurrent_containers_all_finish_with_their_output() {
     // create + start + wait + logs + remove, 100 at once; container i
     // prints its number and exits with i % 7.
     let program = r#"
-import docker, concurrent.futures as cf
-c = docker.from_env(timeout=300)
+import docker, threading, concurrent.futures as cf
+# One client per thread: docker-py keeps one connection pool per URL in an
+# LRU of 25 and closes evicted pools under a thread still using them, so a
+# client shared by 100 threads fails on its own side.
+local = threading.local()
+def client():
+    if not hasattr(local, "c"):
+        local.c = docker.from_env(timeout=300)
+    return local.c
 def one(i):
     args = ["args", str(i)] if i % 7 == 0 else ["exit", str(i % 7)]
-    ct = c.containers.create("probe", args)
+    ct = client().containers.create("probe", args)
     ct.start()
     code = ct.wait()["StatusCode"]
     out = ct.logs()
@@ -621,7 +628,7 @@ with cf.ThreadPoolExecutor(100) as pool:
     results = list(pool.map(one, range(100)))
 bad = [r for r in results if r[1] != r[0] % 7 or (r[0] % 7 == 0 and r[2] != f"{r[0]}\n".encode())]
 assert not bad, bad
-assert c.containers.list(all=True) == []
+assert client().containers.list(all=True) == []
 print(len(results))
 "#;
     let o = python(&d, program);
