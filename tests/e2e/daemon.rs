@@ -547,6 +547,52 @@ fn docker_run_and_exec_get_terminals() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    if has_python_sdk() {
+        // The daemon finds the detach keys itself (the SDK does not): the
+        // attach's and the exec's connections close, their processes go on.
+        let o = python(
+            &d,
+            "import docker, time\n\
+             api = docker.from_env().api\n\
+             c = docker.from_env().containers.run('bb', ['sh'], tty=True, stdin_open=True, detach=True)\n\
+             s = c.attach_socket(params={'stdin': 1, 'stream': 1, 'detachKeys': 'ctrl-x,y'})._sock\n\
+             s.settimeout(30)\n\
+             s.sendall(b'echo in-$((4+4))\\n')\n\
+             while b'in-8' not in c.logs(): time.sleep(0.05)\n\
+             s.sendall(b'\\x10\\x11\\x18y')\n\
+             while s.recv(4096): pass\n\
+             e = api.exec_create(c.id, ['sh'], stdin=True, tty=True, detach_keys='ctrl-z')\n\
+             x = api.exec_start(e['Id'], socket=True, tty=True)._sock\n\
+             x.settimeout(30)\n\
+             x.sendall(b'\\x1a')\n\
+             while x.recv(4096): pass\n\
+             c.reload()\n\
+             print(c.status, api.exec_inspect(e['Id'])['Running'])\n\
+             c.remove(force=True)",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "running True",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Detach keys not in Docker's notation are refused.
+    d.docker_ok(&["run", "-d", "-it", "--name", "held", "bb", "sh"]);
+    let (status, body) = d.request(
+        "POST",
+        "/v1.43/containers/held/attach?stream=1&stdin=1&detachKeys=ctrl-",
+        b"",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid detach keys"), "{body}");
+    let (status, body) = d.request(
+        "POST",
+        "/v1.43/containers/held/exec",
+        br#"{"Cmd":["true"],"DetachKeys":"a,bc"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    d.docker_ok(&["rm", "-f", "held"]);
     // A resize of a container that is not running is refused.
     d.docker_ok(&["create", "--name", "idle", "-t", "bb"]);
     let (status, body) = d.request("POST", "/v1.43/containers/idle/resize?h=10&w=10", b"");

@@ -652,7 +652,7 @@ fn containers_and_execs_get_terminals_with_t() {
 }
 
 #[test]
-fn attach_joins_a_terminal_and_ctrl_p_ctrl_q_detaches() {
+fn attach_joins_a_terminal_and_detach_keys_detach() {
     let env = Env::new();
     let _cleanup = crate::lifecycle::Cleanup(&env);
     busybox_image(&env);
@@ -663,36 +663,98 @@ fn attach_joins_a_terminal_and_ctrl_p_ctrl_q_detaches() {
     if !crate::harness::require("script") {
         return;
     }
-    // At a terminal (script(1) makes one): a command typed through the
-    // attach runs; the detach keys end the attach, not the container.
-    let line = format!(
-        "{} --root {} attach a",
-        crate::harness::wharf_bin().display(),
-        env.root.path().display()
-    );
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut keys = child.stdin.take().unwrap();
+    // `wharf ARGS` on a fresh terminal (script(1) makes one), and a pipe
+    // to type into it.
+    let at_terminal = |args: &str| {
+        let line = format!(
+            "{} --root {} {args}",
+            crate::harness::wharf_bin().display(),
+            env.root.path().display()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let keys = child.stdin.take().unwrap();
+        (child, keys)
+    };
+    let logged = |name: &str, text: &str| {
+        crate::lifecycle::eventually(&format!("{text} in the log of {name}"), || {
+            env.wharf(&["logs", name]).stdout.contains(text)
+        });
+    };
+    let running = |name: &str| {
+        let ps = env.wharf(&["ps"]).ok().stdout;
+        assert!(
+            ps.lines().any(|l| l.ends_with(&format!(" {name}"))),
+            "{name} still running: {ps}"
+        );
+    };
+    // A command typed through the attach runs; the detach keys end the
+    // attach, not the container. (Keys go once the attach has the
+    // terminal in raw mode, that is once the first command ran: typed
+    // ahead, the line discipline would take Ctrl-Q for flow control.)
+    let (mut child, mut keys) = at_terminal("attach a");
     keys.write_all(b"echo via-$((20+22))\n").unwrap();
-    crate::lifecycle::eventually("the command's output in the log", || {
-        env.wharf(&["logs", "a"]).stdout.contains("via-42")
-    });
+    logged("a", "via-42");
     keys.write_all(b"\x10\x11").unwrap();
     crate::lifecycle::eventually("the attach to detach", || {
         child.try_wait().unwrap().is_some()
     });
     assert!(child.wait().unwrap().success());
     drop(keys);
-    let ps = env.wharf(&["ps"]).ok().stdout;
-    assert!(
-        ps.contains(" a\n") || ps.ends_with(" a"),
-        "still running: {ps}"
-    );
+    running("a");
 
+    // Other keys, in Docker's notation: Ctrl-P Ctrl-Q now reach the
+    // shell, and Ctrl-A d detaches.
+    let (mut child, mut keys) = at_terminal("attach --detach-keys ctrl-a,d a");
+    keys.write_all(b"echo again-$((1+2))\n").unwrap();
+    logged("a", "again-3");
+    keys.write_all(b"\x10\x11").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "detached on Ctrl-P Ctrl-Q"
+    );
+    keys.write_all(b"\x01d").unwrap();
+    crate::lifecycle::eventually("the attach to detach on Ctrl-A d", || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success());
+    drop(keys);
+    running("a");
+
+    // `run -it --detach-keys` makes a container to leave running; its
+    // terminal takes input from the next attach too (no StdinOnce for a
+    // terminal, as with Docker).
+    let (mut child, mut keys) = at_terminal("run -it --detach-keys ctrl-x,x --name once bb sh");
+    keys.write_all(b"echo first-$((2+2))\n").unwrap();
+    logged("once", "first-4");
+    keys.write_all(b"\x18x").unwrap();
+    crate::lifecycle::eventually("run -it to detach", || child.try_wait().unwrap().is_some());
+    assert!(child.wait().unwrap().success());
+    drop(keys);
+    running("once");
+    let (mut child, mut keys) = at_terminal("attach once");
+    keys.write_all(b"echo second-$((3+3))\n").unwrap();
+    logged("once", "second-6");
+    keys.write_all(b"exit 7\n").unwrap();
+    crate::lifecycle::eventually("the attach to end with the container", || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    drop(keys);
+
+    // Keys that are not Docker's notation: a usage error.
+    let r = env.wharf(&["attach", "--detach-keys", "ctrl-1", "a"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid detach keys \"ctrl-1\""),
+        "{}",
+        r.stderr
+    );
     env.wharf(&["stop", "-t", "1", "a"]).ok();
     env.wharf(&["attach", "a"]).fails(125, "is not running");
 }

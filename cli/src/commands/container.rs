@@ -129,13 +129,14 @@ pub fn start(store: &Store, a: StartArgs) -> anyhow::Result<i32> {
 /// This command joined to a running container until it exits (its exit
 /// code): its output to ours, with `input` our input to it, and with a
 /// terminal, ours in raw mode (with input) and our window size. At a
-/// terminal, Ctrl-P Ctrl-Q detaches and leaves the container running, as
-/// with Docker.
+/// terminal, the detach keys (Ctrl-P Ctrl-Q unless `--detach-keys` says
+/// otherwise) detach and leave the container running, as with Docker.
 pub fn session(
     cs: &Containers,
     c: &container::Container,
     reader: &mut logs::LogReader,
     input: bool,
+    mut keys: wharf::exec::tty::DetachKeys,
 ) -> anyhow::Result<i32> {
     let size = if c.config.tty {
         let (cs, id) = (cs.clone(), c.id.clone());
@@ -166,7 +167,6 @@ pub fn session(
                 };
                 return;
             }
-            let mut keys = wharf::exec::tty::DetachKeys::default();
             let mut buf = [0u8; 4096];
             let mut stdin = std::io::stdin().lock();
             while let Ok(n @ 1..) = std::io::Read::read(&mut stdin, &mut buf) {
@@ -197,6 +197,11 @@ pub struct AttachArgs {
     /// Do not pass our input to the container.
     #[arg(long = "no-stdin")]
     no_stdin: bool,
+    /// Keys that detach from the container's terminal, as Docker writes
+    /// them: `ctrl-<x>` or a character, separated by commas (default
+    /// ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = detach_keys)]
+    detach_keys: Option<wharf::exec::tty::DetachKeys>,
     /// The container.
     container: String,
 }
@@ -213,7 +218,19 @@ pub fn attach(store: &Store, a: AttachArgs) -> anyhow::Result<i32> {
         );
     }
     let mut reader = logs::LogReader::open(&cs.log_path(&c.id), false)?;
-    session(&cs, &c, &mut reader, c.config.open_stdin && !a.no_stdin)
+    let input = c.config.open_stdin && !a.no_stdin;
+    session(
+        &cs,
+        &c,
+        &mut reader,
+        input,
+        a.detach_keys.unwrap_or_default(),
+    )
+}
+
+/// `--detach-keys`, checked when the command line is read.
+pub fn detach_keys(spec: &str) -> Result<wharf::exec::tty::DetachKeys, String> {
+    wharf::exec::tty::DetachKeys::parse(spec)
 }
 
 /// Copies the container's output to ours until it exits; its exit code.

@@ -101,6 +101,12 @@ pub struct Args {
     /// it as typed. A foreground wasm guest uses wharf's own terminal.
     #[arg(short = 't', long)]
     tty: bool,
+    /// Keys that detach from the container's terminal and leave it
+    /// running (`ctrl-<x>` or a character, separated by commas; default
+    /// ctrl-p,ctrl-q). Makes a container that outlives the command, as
+    /// --name does.
+    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = super::container::detach_keys)]
+    detach_keys: Option<wharf::exec::tty::DetachKeys>,
     /// Platform to select from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -171,9 +177,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
 
 impl Args {
     /// The run makes a container that outlives it (`-d`, `--name`,
-    /// `--restart`, `--label`): one a monitor process owns.
+    /// `--restart`, `--label`, `--detach-keys`): one a monitor process
+    /// owns.
     pub fn wants_container(&self) -> bool {
-        self.detach || self.managed.wanted()
+        self.detach || self.managed.wanted() || self.detach_keys.is_some()
     }
 
     /// The configuration of a container made from these arguments.
@@ -247,7 +254,7 @@ pub fn create(store: &Store, cs: &Containers, a: Args) -> anyhow::Result<Contain
 /// its output is followed until it exits.
 fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
     let cs = super::container::containers(store)?;
-    let detach = a.detach;
+    let (detach, keys) = (a.detach, a.detach_keys.clone().unwrap_or_default());
     let c = create(store, &cs, a)?;
     let mut reader = wharf::container::logs::LogReader::open(&cs.log_path(&c.id), false)?;
     super::lib(cs.start(&c.id))?;
@@ -255,7 +262,7 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
         super::say(&c.id)?;
         return Ok(0);
     }
-    super::container::session(&cs, &c, &mut reader, c.config.open_stdin)
+    super::container::session(&cs, &c, &mut reader, c.config.open_stdin, keys)
 }
 
 /// `wharf run`, getting a missing image with `pull` and running a Linux

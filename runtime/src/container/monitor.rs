@@ -62,7 +62,7 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
     }
     if c.config.open_stdin {
         match &console {
-            Some(console) => console.feed_from(&dir.join("stdin"), c.config.stdin_once),
+            Some(console) => console.feed_from(&dir.join("stdin")),
             None => connect_stdin(&dir.join("stdin"), c.config.stdin_once)?,
         }
     }
@@ -523,12 +523,12 @@ impl Console {
     }
 
     /// Passes what clients write to the `stdin` fifo to the terminal
-    /// (held until a run has one). With `once`, only the first client's
-    /// input. A terminal has no end of input: a client that goes away
-    /// (the docker CLI detaching with Ctrl-P Ctrl-Q) leaves the process
-    /// running, as with Docker; a client that wants end-of-file types
-    /// Ctrl-D.
-    fn feed_from(&self, fifo: &std::path::Path, once: bool) {
+    /// (held until a run has one), one client after another. A terminal
+    /// has no end of input, so `StdinOnce` does not apply: a client that
+    /// goes away (detaching with its detach keys) leaves the process
+    /// running and the next attach can type, as with Docker; a client
+    /// that wants end-of-file types Ctrl-D.
+    fn feed_from(&self, fifo: &std::path::Path) {
         let (fifo, console) = (fifo.to_owned(), self.clone());
         std::thread::spawn(move || loop {
             // Blocks until a client opens it for writing.
@@ -541,9 +541,6 @@ impl Console {
                     Ok(0) | Err(_) => break,
                     Ok(n) => console.write(&buf[..n]),
                 }
-            }
-            if once {
-                return;
             }
         });
     }

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    bad_request, blocking, channel_body, forward_input, full, json_reply, ok_empty, read_body,
-    reply, stream_type, strings, switching_protocols, write_then_close, Failure, Reply,
+    bad_request, blocking, channel_body, detach_keys, forward_input, full, json_reply, ok_empty,
+    read_body, reply, stream_type, strings, switching_protocols, write_then_close, Failure, Reply,
 };
 use crate::container::{logs, ContainerError, Containers};
 use crate::exec::linux::ExecOptions;
@@ -49,6 +49,8 @@ struct Exec {
     /// With `tty`, once started: the master side of the pty that is the
     /// `wharf exec` process's stdio (resizes go there).
     master: Option<Arc<std::fs::File>>,
+    /// `DetachKeys` as the client gave them (checked at create).
+    detach_keys: String,
 }
 
 impl Execs {
@@ -123,7 +125,14 @@ pub(super) async fn create(
         tty: v["Tty"].as_bool().unwrap_or(false),
         console_size: super::console_size(&v["ConsoleSize"]),
         master: None,
+        // (docker-py writes `detachKeys`: Go's JSON decoding ignores case.)
+        detach_keys: v["DetachKeys"]
+            .as_str()
+            .or(v["detachKeys"].as_str())
+            .unwrap_or("")
+            .to_owned(),
     };
+    detach_keys(&exec.detach_keys)?;
     execs
         .0
         .lock()
@@ -249,18 +258,26 @@ pub(super) async fn start(
         let tx = tx.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 32 << 10];
+            let mut client = true;
             loop {
                 match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                    Ok(n) if client => {
                         let frame = match stream {
                             None => Bytes::copy_from_slice(&buf[..n]),
                             Some(s) => Bytes::from(logs::frame(s, &buf[..n])),
                         };
                         if tx.blocking_send(frame).is_err() {
-                            break;
+                            // A pipe closes with its client; a terminal
+                            // (the client detached) is drained, so the
+                            // process does not block on a full one.
+                            client = false;
+                            if stream.is_some() {
+                                break;
+                            }
                         }
                     }
+                    Ok(_) => {}
                 }
             }
         })
@@ -302,21 +319,24 @@ pub(super) async fn start(
             stream_type(exec.tty),
         ));
     }
-    let keys = match (&master, options.stdin) {
+    let terminal = match (&master, options.stdin) {
         (Some(m), true) => Some(m.try_clone().map_err(failed)?),
         _ => None,
     };
+    let detach_keys = detach_keys(&exec.detach_keys)?;
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             return;
         };
         let (read, write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
-        if let Some(keys) = keys {
-            forward_input(read, move || Some(keys));
-        } else if let Some(stdin) = stdin {
-            forward_input(read, move || Some(stdin));
-        }
-        write_then_close(write, rx).await;
+        let detached = if let Some(terminal) = terminal {
+            Some(forward_input(read, Some(detach_keys), move || {
+                Some(terminal)
+            }))
+        } else {
+            stdin.map(|stdin| forward_input(read, None, move || Some(stdin)))
+        };
+        write_then_close(write, rx, detached).await;
     });
     Ok(switching_protocols(exec.tty))
 }
@@ -361,7 +381,7 @@ pub(super) fn inspect(execs: &Execs, id: &str) -> Reply {
             "OpenStderr": e.stderr,
             "CanRemove": false,
             "ContainerID": e.container,
-            "DetachKeys": "",
+            "DetachKeys": e.detach_keys,
             "Pid": e.pid,
         }),
     )

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::container::{
     self, docker, logs, ContainerConfig, ContainerError, Containers, WaitCondition,
 };
+use crate::exec::tty::DetachKeys;
 use crate::registry::{self, Event};
 
 /// The API version the daemon reports (clients negotiate down to it).
@@ -917,10 +918,14 @@ impl Api {
 
     /// `POST /containers/{id}/attach`: the connection is taken over
     /// (HTTP 101) and carries the container's output from now until it
-    /// exits. Input is not forwarded (no `-i` yet).
+    /// exits, and with `stdin` the client's input to a container made
+    /// with `OpenStdin`. At a terminal (`Tty`), the detach keys
+    /// (`detachKeys`, default Ctrl-P Ctrl-Q) end the attach and leave the
+    /// container running.
     async fn attach(&self, id: &str, q: &Query, mut req: Request<Incoming>) -> Reply {
         let cs = self.containers.clone();
         let c = cs.get(id)?;
+        let keys = detach_keys(q.get("detachKeys").unwrap_or(""))?;
         let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
         let logs_too = q.flag("logs");
         let tty = c.config.tty;
@@ -933,10 +938,13 @@ impl Api {
                 return;
             };
             let (read, io) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
-            if input {
+            let detached = if input {
                 let (cs, id) = (cs.clone(), c.id.clone());
-                forward_input(read, move || cs.attach_stdin(&id).ok());
-            }
+                let keys = tty.then_some(keys);
+                Some(forward_input(read, keys, move || cs.attach_stdin(&id).ok()))
+            } else {
+                None
+            };
             let (tx, rx) = mpsc::channel::<Bytes>(64);
             tokio::task::spawn_blocking(move || {
                 let mut send = |e: &logs::Entry| -> std::io::Result<()> {
@@ -953,38 +961,70 @@ impl Api {
                 };
                 let _ = cs.follow(&c.id, &mut reader, true, &mut send);
             });
-            write_then_close(io, rx).await;
+            write_then_close(io, rx, detached).await;
         });
         Ok(switching_protocols(tty))
     }
 }
 
 /// Writes what `rx` brings to the client, then closes the connection's
-/// sending side (the end of the stream, for the client).
+/// sending side (the end of the stream, for the client). A client that
+/// typed its detach keys (`detached`) is let go at once.
 async fn write_then_close(
     mut write: impl tokio::io::AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Bytes>,
+    detached: Option<Detached>,
 ) {
     use tokio::io::AsyncWriteExt as _;
-    while let Some(b) = rx.recv().await {
-        if write.write_all(&b).await.is_err() {
-            return;
+    let detached = async move {
+        let typed = match detached {
+            Some(d) => d.await.is_ok(),
+            None => false,
+        };
+        if !typed {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(detached);
+    loop {
+        tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) if write.write_all(&b).await.is_ok() => {}
+                Some(_) => return,
+                None => break,
+            },
+            () = &mut detached => break,
         }
     }
     let _ = write.flush().await;
     let _ = write.shutdown().await;
 }
 
+/// Fires when a client at a terminal types its detach keys.
+type Detached = tokio::sync::oneshot::Receiver<()>;
+
+/// `detachKeys` of attach and `DetachKeys` of exec create: Docker's
+/// notation, the default when empty.
+fn detach_keys(spec: &str) -> std::result::Result<DetachKeys, Failure> {
+    DetachKeys::parse(spec).map_err(bad_request)
+}
+
 /// Copies what the client sends over an upgraded connection into the
 /// writer `open` gives (called on a thread of its own, since it may wait
-/// for a reader), until the client closes its side; then drops the
-/// writer, so the reader sees end-of-file.
-fn forward_input<R, W>(mut read: R, open: impl FnOnce() -> Option<W> + Send + 'static)
+/// for a reader), until the client closes its side or types the detach
+/// `keys` (then the returned [`Detached`] fires); then drops the writer.
+/// A pipe's reader sees end-of-file; a terminal's has no end of input.
+fn forward_input<R, W>(
+    mut read: R,
+    mut keys: Option<DetachKeys>,
+    open: impl FnOnce() -> Option<W> + Send + 'static,
+) -> Detached
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: std::io::Write,
 {
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    let (detach, detached) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let Some(mut w) = open() else {
             return;
@@ -998,12 +1038,21 @@ where
     tokio::spawn(async move {
         use tokio::io::AsyncReadExt as _;
         let mut buf = vec![0u8; 32 << 10];
-        while let Ok(n) = read.read(&mut buf).await {
-            if n == 0 || tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+        while let Ok(n @ 1..) = read.read(&mut buf).await {
+            let (pass, done) = match keys.as_mut() {
+                Some(k) => k.scan(&buf[..n]),
+                None => (buf[..n].to_vec(), false),
+            };
+            if !pass.is_empty() && tx.send(Bytes::from(pass)).await.is_err() {
+                break;
+            }
+            if done {
+                let _ = detach.send(());
                 break;
             }
         }
     });
+    detached
 }
 
 /// The `h` (rows) and `w` (columns) of a resize request.

@@ -116,31 +116,84 @@ pub fn follow_size(
     Ok(Some(handle))
 }
 
-/// Docker's detach keys, Ctrl-P Ctrl-Q, found in what a user types.
-#[derive(Debug, Default)]
+/// The key sequence that detaches a client from a container's terminal
+/// and leaves the container running, found in what a user types: Docker's
+/// Ctrl-P Ctrl-Q by default, or any sequence given as `--detach-keys`
+/// ([`DetachKeys::parse`]).
+#[derive(Debug, Clone)]
 pub struct DetachKeys {
-    /// A Ctrl-P held back: it may start the sequence.
-    pending: bool,
+    /// The sequence, one byte per key.
+    keys: Vec<u8>,
+    /// How many of `keys` were typed last and held back: they may start
+    /// the sequence.
+    held: usize,
+}
+
+impl Default for DetachKeys {
+    fn default() -> Self {
+        DetachKeys {
+            keys: vec![0x10, 0x11],
+            held: 0,
+        }
+    }
 }
 
 impl DetachKeys {
-    const CTRL_P: u8 = 0x10;
-    const CTRL_Q: u8 = 0x11;
+    /// Parses Docker's notation: keys separated by commas, each a single
+    /// character or `ctrl-X` where X is a letter or one of `@ [ \ ] ^ _`
+    /// (`ctrl-p,ctrl-q`, `ctrl-a,d`). The empty string is the default.
+    pub fn parse(spec: &str) -> Result<DetachKeys, String> {
+        if spec.is_empty() {
+            return Ok(DetachKeys::default());
+        }
+        let bad = || {
+            format!(
+                "invalid detach keys {spec:?}: expected keys separated by commas, \
+                 each a character or ctrl-<a-z, @, [, \\, ], ^ or _> (as ctrl-p,ctrl-q)"
+            )
+        };
+        let mut keys = Vec::new();
+        for key in spec.split(',') {
+            let lower = key.to_ascii_lowercase();
+            let byte = match lower.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => b - b'a' + 1,
+                    b'@' => 0,
+                    b @ (b'[' | b'\\' | b']' | b'^' | b'_') => b - b'@',
+                    _ => return Err(bad()),
+                },
+                _ if key.len() == 1 => key.as_bytes()[0],
+                _ => return Err(bad()),
+            };
+            keys.push(byte);
+        }
+        Ok(DetachKeys { keys, held: 0 })
+    }
 
-    /// What of `keys` to pass on, and whether the sequence was typed (what
-    /// follows it is dropped). A Ctrl-P waits for the next key.
-    pub fn scan(&mut self, keys: &[u8]) -> (Vec<u8>, bool) {
-        let mut pass = Vec::with_capacity(keys.len() + 1);
-        for &k in keys {
-            if self.pending {
-                self.pending = false;
-                if k == Self::CTRL_Q {
+    /// What of `typed` to pass on, and whether the sequence was typed
+    /// (what follows it is dropped). Keys that may start the sequence are
+    /// held back until the next read shows whether they do.
+    pub fn scan(&mut self, typed: &[u8]) -> (Vec<u8>, bool) {
+        let mut pass = Vec::with_capacity(typed.len() + self.held);
+        for &k in typed {
+            if k == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    self.held = 0;
                     return (pass, true);
                 }
-                pass.push(Self::CTRL_P);
+                continue;
             }
-            if k == Self::CTRL_P {
-                self.pending = true;
+            // Not the sequence after all: what was held goes on, and this
+            // key may start it afresh.
+            pass.extend_from_slice(&self.keys[..self.held]);
+            self.held = 0;
+            if k == self.keys[0] {
+                self.held = 1;
+                if self.keys.len() == 1 {
+                    self.held = 0;
+                    return (pass, true);
+                }
             } else {
                 pass.push(k);
             }
@@ -338,6 +391,35 @@ mod tests {
         assert_eq!(k.scan(b"\x11rest"), (Vec::new(), true));
         let mut k = DetachKeys::default();
         assert_eq!(k.scan(b"x\x10\x11"), (b"x".to_vec(), true));
+    }
+
+    #[test]
+    fn detach_keys_parse_dockers_notation() {
+        let bytes = |s: &str| DetachKeys::parse(s).map(|k| k.keys);
+        assert_eq!(bytes(""), Ok(vec![0x10, 0x11]));
+        assert_eq!(bytes("ctrl-a,d"), Ok(vec![0x01, b'd']));
+        assert_eq!(
+            bytes("Ctrl-X,ctrl-@,ctrl-[,ctrl-_"),
+            Ok(vec![0x18, 0, 0x1b, 0x1f])
+        );
+        assert_eq!(bytes("ctrl-\\"), Ok(vec![0x1c]));
+        for bad in ["ctrl-", "ctrl-1", "ab", "a,,b", "ctrl-ab", ","] {
+            let e = DetachKeys::parse(bad).unwrap_err();
+            assert!(e.contains("invalid detach keys"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn custom_detach_keys_hold_back_only_a_prefix() {
+        let mut k = DetachKeys::parse("ctrl-a,d,e").unwrap();
+        assert_eq!(k.scan(b"x\x01d"), (b"x".to_vec(), false));
+        // A wrong third key: the held prefix goes on with it.
+        assert_eq!(k.scan(b"q"), (b"\x01dq".to_vec(), false));
+        // A mismatch that starts the sequence again.
+        assert_eq!(k.scan(b"\x01\x01d"), (b"\x01".to_vec(), false));
+        assert_eq!(k.scan(b"eafter"), (Vec::new(), true));
+        let mut one = DetachKeys::parse("ctrl-z").unwrap();
+        assert_eq!(one.scan(b"ab\x1acd"), (b"ab".to_vec(), true));
     }
 
     #[test]
