@@ -4,7 +4,9 @@
 # are not packaged here):
 #  - burst: N short wasm containers (probe `exit 0`), C at a time, each
 #    create + start + wait + remove over the API socket: tasks per second,
-#    beside runwasi's best published 330 tasks/s;
+#    beside runwasi's best published 330 tasks/s; once with the daemon's
+#    monitor server forking monitors, once with it killed (monitors
+#    executed, as the CLI starts them);
 #  - idle memory: M detached wasm containers (probe `tick 0 600000`, which
 #    sleeps), the proportional set size (PSS: shared pages split between
 #    the processes that map them) and the RSS of their monitor processes,
@@ -51,10 +53,9 @@ for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
 # Compile the module once (as runwasi's figures are for a warm shim).
 "$WHARF" --root "$W/root" run --rm probe exit 0
 
-echo "== burst: $N containers, $C at a time, create+start+wait+remove over the API"
-python3 - "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" <<'EOF'
+cat > "$W/burst.py" <<'EOF'
 import http.client, json, socket, sys, threading, time
-sock, n, c, peer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sock, n, c, peer, label = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 
 class Conn(http.client.HTTPConnection):
     def __init__(self):
@@ -94,8 +95,14 @@ for t in threads: t.join()
 took = time.monotonic() - start
 assert len(codes) == n and all(x == 0 for x in codes), codes
 rate = n / took
-print(f"wharf: {n} tasks in {took:.2f} s = {rate:.0f} tasks/s; runwasi (published): {peer:.0f} tasks/s; ratio {rate / peer:.2f}x (target >= 10x)")
+print(f"wharf ({label}): {n} tasks in {took:.2f} s = {rate:.0f} tasks/s; runwasi (published): {peer:.0f} tasks/s; ratio {rate / peer:.2f}x (target >= 10x)")
 EOF
+echo "== burst: $N containers, $C at a time, create+start+wait+remove over the API"
+python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors forked by the monitor server"
+# The same daemon once its monitor server is gone executes a monitor per
+# start, as the CLI does: the server's gain, side by side.
+pkill -P "$DAEMON" -f monitor-server
+python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors executed"
 
 echo "== idle memory: $M detached wasm containers"
 for i in $(seq "$M"); do

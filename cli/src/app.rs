@@ -131,6 +131,10 @@ enum Command {
         /// The container id.
         id: String,
     },
+    /// Forks container monitors for the daemon (started by wharf; its
+    /// standard input is the daemon's socket).
+    #[command(hide = true)]
+    MonitorServer,
 }
 
 /// The command line as the full executable reads it: `run` with the
@@ -180,6 +184,7 @@ pub fn main_full() -> ExitCode {
         Command::Daemon(a) => commands::daemon::run(&store, a),
         Command::System(c) => commands::system::run(&store, c),
         Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),
+        Command::MonitorServer => commands::container::monitor_server(&store),
     }))
 }
 

@@ -684,6 +684,11 @@ print(len(results))
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The monitor server forked the hundred monitors and reaped them.
+    let server = monitor_server(&d);
+    eventually("the monitor server to reap its monitors", || {
+        children_of(server).into_iter().all(alive)
+    });
 }
 
 #[test]
@@ -701,7 +706,24 @@ fn containers_outlive_a_killed_daemon() {
     eventually("a tick", || {
         d.docker_ok(&["logs", "survivor"]).contains("tick 1")
     });
+    // The monitor was forked by the daemon's monitor server, not
+    // executed: a child of the server, which is the daemon's child.
+    let monitor: u32 = d
+        .docker_ok(&["inspect", "--format", "{{.State.Pid}}", "survivor"])
+        .trim()
+        .parse()
+        .unwrap();
+    let server = parent_of(monitor);
+    assert_eq!(parent_of(server), d.child.id());
+    assert!(
+        cmdline(server).contains("monitor-server"),
+        "{}",
+        cmdline(server)
+    );
     d.kill9();
+    // The server ends with the daemon; the monitor it forked goes on.
+    eventually("the monitor server to end", || !alive(server));
+    assert!(alive(monitor));
     let before = env.wharf(&["logs", "survivor"]).ok().stdout.lines().count();
     eventually("ticks while no daemon runs", || {
         env.wharf(&["logs", "survivor"]).ok().stdout.lines().count() > before + 2
@@ -718,4 +740,56 @@ fn containers_outlive_a_killed_daemon() {
     }
     d.docker_ok(&["stop", "survivor"]);
     assert_eq!(d.docker_ok(&["wait", "survivor"]).trim(), "143");
+
+    // Should the monitor server die, the daemon executes monitors.
+    let server = monitor_server(&d);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let o = d.docker(&["run", "--rm", "probe", "exit", "3"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+}
+
+/// Field `n` (1-based, after the command name) of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n - 1).map(str::to_owned)
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> u32 {
+    stat_field(pid, 2).and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+/// Whether `pid` is a process that has not ended (a zombie has).
+fn alive(pid: u32) -> bool {
+    stat_field(pid, 1).is_some_and(|state| state != "Z")
+}
+
+/// The command line of process `pid`, arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The daemon's monitor server.
+fn monitor_server(d: &Daemon) -> u32 {
+    children_of(d.child.id())
+        .into_iter()
+        .find(|&p| cmdline(p).contains("monitor-server"))
+        .expect("the daemon's monitor server")
+}
+
+/// The children of process `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&p| parent_of(p) == pid)
+        .collect()
 }

@@ -476,6 +476,12 @@ pub fn monitor(store: &Store, id: &str) -> anyhow::Result<i32> {
     lib(container::run_monitor(store, id))
 }
 
+/// `wharf-full monitor-server`: forks monitors for the daemon.
+pub fn monitor_server(store: &Store) -> anyhow::Result<i32> {
+    lib(container::run_monitor_server(store))?;
+    Ok(0)
+}
+
 /// `wharf inspect` of a container, if `what` names one.
 pub fn inspect(store: &Store, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
     let cs = containers(store)?;

@@ -15,6 +15,7 @@
 pub mod docker;
 pub mod logs;
 mod monitor;
+mod server;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Store, StoreLock};
 
 pub use monitor::run_monitor;
+pub use server::run_monitor_server;
 
 /// Errors of container management.
 #[derive(Debug, thiserror::Error)]
@@ -396,8 +398,9 @@ impl std::str::FromStr for WaitCondition {
 }
 
 /// The program (and leading arguments) that hosts container processes.
-/// It must understand two subcommands after `args`: `container-monitor ID`
-/// (runs [`run_monitor`]) and `exec [-i] [-e K=V]... [-w DIR] [-u USER]
+/// It must understand three subcommands after `args`: `container-monitor
+/// ID` (runs [`run_monitor`]), `monitor-server` (runs
+/// [`run_monitor_server`]) and `exec [-i] [-e K=V]... [-w DIR] [-u USER]
 /// -- ID CMD...` (runs [`Containers::exec`]). The CLI names itself:
 /// `wharf-full --root ROOT`.
 #[derive(Debug, Clone)]
@@ -422,6 +425,8 @@ pub struct Containers {
     store: Store,
     dir: PathBuf,
     monitor: Option<MonitorCommand>,
+    /// Forks monitors, when the host started one.
+    server: Option<std::sync::Arc<server::MonitorServer>>,
 }
 
 /// Opens the fifo at `path` for writing without waiting for a reader:
@@ -477,6 +482,7 @@ impl Containers {
             store: store.clone(),
             dir,
             monitor: None,
+            server: None,
         })
     }
 
@@ -484,6 +490,18 @@ impl Containers {
     pub fn with_monitor(mut self, monitor: MonitorCommand) -> Containers {
         self.monitor = Some(monitor);
         self
+    }
+
+    /// Starts a monitor server ([`run_monitor_server`]) of the monitor
+    /// program, from which [`start`](Self::start) then forks monitors
+    /// instead of executing the program for each (for hosts that start
+    /// many containers: the daemon). It ends with the last clone of these
+    /// `Containers`. Should the server fail or go away, starts execute the
+    /// program as before.
+    pub fn with_monitor_server(mut self) -> Result<Containers> {
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        self.server = Some(std::sync::Arc::new(server::MonitorServer::start(monitor)?));
+        Ok(self)
     }
 
     /// The store the containers' images come from.
@@ -883,41 +901,17 @@ impl Containers {
         let stderr = fs_err::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("monitor.log"))?;
-        use std::os::unix::process::CommandExt as _;
-        let mut child = monitor
-            .command()
-            .arg("container-monitor")
-            .arg(&c.id)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr.into_parts().0)
-            // Its own process group: a Ctrl-C meant for the CLI or the
-            // daemon does not reach it.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| ContainerError::Start {
-                id: c.id.clone(),
-                message: format!("cannot run monitor {}: {e}", monitor.program.display()),
-                code: crate::exec::EXIT_WHARF_ERROR,
-            })?;
+            .open(dir.join("monitor.log"))?
+            .into_parts()
+            .0;
         // The monitor writes one line once the container runs (or why it
         // could not start), then closes its end.
+        let mut handshake = match self.fork_monitor(&c.id, &stderr) {
+            Some(read) => read,
+            None => self.exec_monitor(monitor, &c.id, stderr)?,
+        };
         let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .expect("piped")
-            .read_to_string(&mut line);
-        // Reap the monitor when it ends (a thread, so a long-lived host
-        // such as the daemon keeps no zombies).
-        let _ = std::thread::Builder::new()
-            .name("wharf-reaper".into())
-            .stack_size(64 << 10)
-            .spawn(move || {
-                let _ = child.wait();
-            });
-        read?;
+        handshake.read_to_string(&mut line)?;
         match line.trim_end().split_once(' ') {
             _ if line.trim_end() == "running" => Ok(()),
             Some(("error", rest)) => {
@@ -943,6 +937,58 @@ impl Containers {
                 })
             }
         }
+    }
+
+    /// A monitor for `id` forked by the monitor server, if there is one
+    /// that answers: the read end of its handshake pipe.
+    fn fork_monitor(&self, id: &str, stderr: &std::fs::File) -> Option<std::fs::File> {
+        let server = self.server.as_ref()?;
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        let stderr = stderr.try_clone().ok()?.into();
+        match server.spawn(id, write, stderr) {
+            Ok(()) => Some(read.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the monitor server is gone: executing monitors");
+                None
+            }
+        }
+    }
+
+    /// A monitor for `id` executed anew: its standard output, the
+    /// handshake pipe.
+    fn exec_monitor(
+        &self,
+        monitor: &MonitorCommand,
+        id: &str,
+        stderr: std::fs::File,
+    ) -> Result<std::fs::File> {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = monitor
+            .command()
+            .arg("container-monitor")
+            .arg(id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            // Its own process group: a Ctrl-C meant for the CLI or the
+            // daemon does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| ContainerError::Start {
+                id: id.to_owned(),
+                message: format!("cannot run monitor {}: {e}", monitor.program.display()),
+                code: crate::exec::EXIT_WHARF_ERROR,
+            })?;
+        let stdout = std::os::fd::OwnedFd::from(child.stdout.take().expect("piped"));
+        // Reap the monitor when it ends (a thread, so a long-lived host
+        // such as the daemon keeps no zombies).
+        let _ = std::thread::Builder::new()
+            .name("wharf-reaper".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let _ = child.wait();
+            });
+        Ok(stdout.into())
     }
 
     /// Sends `signal` to the container. A wasm guest ends on any signal

@@ -83,6 +83,15 @@ async fn serve_async(containers: Containers, socket: &Path) -> Result<(), Daemon
     rustix::process::umask(old);
     let listener = listener.map_err(|e| bad(e.to_string()))?;
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
+    // Monitors are forked from a server rather than executed anew for
+    // each start (decision 0012); without one, they are executed.
+    let containers = match containers.clone().with_monitor_server() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no monitor server: executing monitors");
+            containers
+        }
+    };
     let api = Arc::new(Api {
         containers,
         execs: Arc::default(),
