@@ -323,7 +323,7 @@ impl Status {
 }
 
 /// A container's state, as recorded in `state.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
     /// Where it is in its life.
@@ -650,13 +650,16 @@ impl Containers {
             state: State::default(),
         };
         let made = (|| -> Result<()> {
+            // Nobody sees the staging directory before its rename: its
+            // files are written in place, each made durable before the
+            // rename is.
             let staging = self.dir.join(format!(".new-{id}"));
             fs_err::create_dir(&staging)?;
-            write_atomic(
+            write_durable(
                 &staging.join("config.json"),
                 &serde_json::to_vec_pretty(&container).expect("serialisable"),
             )?;
-            write_atomic(
+            write_durable(
                 &staging.join("state.json"),
                 &serde_json::to_vec(&container.state).expect("serialisable"),
             )?;
@@ -873,7 +876,8 @@ impl Containers {
         )
     }
 
-    /// Changes the state of `id` under its state lock; returns the new state.
+    /// Changes the state of `id` under its state lock; returns the new
+    /// state. A change that changes nothing writes nothing.
     pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut State)) -> Result<State> {
         let dir = self.dir(id);
         if !dir.exists() {
@@ -881,7 +885,11 @@ impl Containers {
         }
         let _lock = StoreLock::exclusive(&dir.join("state.lock"))?;
         let mut state = self.read_state(id)?;
+        let before = state.clone();
         change(&mut state);
+        if state == before {
+            return Ok(state);
+        }
         write_atomic(
             &dir.join("state.json"),
             &serde_json::to_vec(&state).expect("serialisable"),
@@ -1451,6 +1459,20 @@ pub(crate) fn random_id() -> Result<String> {
         return random_id();
     }
     Ok(id)
+}
+
+/// Writes a new file `path` (mode 0600, as the records may hold secrets
+/// from `-e`) holding `bytes`, and syncs it.
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    Ok(())
 }
 
 /// Replaces `path` with `bytes`: temp file beside it, fsync, rename.
