@@ -464,6 +464,19 @@ fn at_terminal(d: &Daemon, rows: u16, cols: u16, command: &str, input: &str) -> 
     }
 }
 
+/// `client` (a docker command line that runs a shell command in a
+/// container) on a terminal of `size` (rows, columns): the shell reads
+/// the `typed` line and reports it and its terminal's size, then exits
+/// with `code`, which the client passes on.
+fn sized_terminal_answers(d: &Daemon, client: &str, size: (u16, u16), typed: &str, code: i32) {
+    let command = format!("{client} sh -c 'read x; echo got $x; stty size; exit {code}'");
+    let o = at_terminal(d, size.0, size.1, &command, &format!("{typed}\n"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(code), "{out}");
+    let expected = format!("got {typed}\r\n{} {}\r\n", size.0, size.1);
+    assert!(out.contains(&expected), "{out:?}");
+}
+
 #[test]
 fn docker_run_and_exec_get_terminals() {
     let env = Env::new();
@@ -475,16 +488,7 @@ fn docker_run_and_exec_get_terminals() {
     let out = d.docker_ok(&["run", "-t", "--rm", "bb", "sh", "-c", "tty; echo $TERM"]);
     assert_eq!(out, "/dev/pts/0\r\nxterm\r\n");
     // -it at a terminal: keys in, the client's size, the exit code out.
-    let o = at_terminal(
-        &d,
-        33,
-        99,
-        "docker run -it --rm bb sh -c 'read x; echo got $x; stty size; exit 4'",
-        "typed\n",
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(4), "{out}");
-    assert!(out.contains("got typed\r\n33 99\r\n"), "{out:?}");
+    sized_terminal_answers(&d, "docker run -it --rm bb", (33, 99), "typed", 4);
 
     // The docker CLI detaches itself on Ctrl-P Ctrl-Q: the container
     // keeps running (closing its input does not end a terminal's).
@@ -516,16 +520,7 @@ fn docker_run_and_exec_get_terminals() {
         "tty >/dev/null && echo tty",
     ]);
     assert_eq!(out, "tty\r\n");
-    let o = at_terminal(
-        &d,
-        40,
-        120,
-        "docker exec -it box sh -c 'read x; echo got $x; stty size; exit 5'",
-        "keys\n",
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(5), "{out}");
-    assert!(out.contains("got keys\r\n40 120\r\n"), "{out:?}");
+    sized_terminal_answers(&d, "docker exec -it box", (40, 120), "keys", 5);
 
     if has_python_sdk() {
         // The SDK's resize of a detached container's terminal, then

@@ -692,19 +692,20 @@ fn attach_joins_a_terminal_and_detach_keys_detach() {
             "{name} still running: {ps}"
         );
     };
+    // How `child` ended, once it has.
+    let ended = |mut child: std::process::Child, what: &str| {
+        crate::lifecycle::eventually(what, || child.try_wait().unwrap().is_some());
+        child.wait().unwrap()
+    };
     // A command typed through the attach runs; the detach keys end the
     // attach, not the container. (Keys go once the attach has the
     // terminal in raw mode, that is once the first command ran: typed
     // ahead, the line discipline would take Ctrl-Q for flow control.)
-    let (mut child, mut keys) = at_terminal("attach a");
+    let (child, mut keys) = at_terminal("attach a");
     keys.write_all(b"echo via-$((20+22))\n").unwrap();
     logged("a", "via-42");
     keys.write_all(b"\x10\x11").unwrap();
-    crate::lifecycle::eventually("the attach to detach", || {
-        child.try_wait().unwrap().is_some()
-    });
-    assert!(child.wait().unwrap().success());
-    drop(keys);
+    assert!(ended(child, "the attach to detach").success());
     running("a");
 
     // Other keys, in Docker's notation: Ctrl-P Ctrl-Q now reach the
@@ -719,32 +720,23 @@ fn attach_joins_a_terminal_and_detach_keys_detach() {
         "detached on Ctrl-P Ctrl-Q"
     );
     keys.write_all(b"\x01d").unwrap();
-    crate::lifecycle::eventually("the attach to detach on Ctrl-A d", || {
-        child.try_wait().unwrap().is_some()
-    });
-    assert!(child.wait().unwrap().success());
-    drop(keys);
+    assert!(ended(child, "the attach to detach on Ctrl-A d").success());
     running("a");
 
     // `run -it --detach-keys` makes a container to leave running; its
     // terminal takes input from the next attach too (no StdinOnce for a
     // terminal, as with Docker).
-    let (mut child, mut keys) = at_terminal("run -it --detach-keys ctrl-x,x --name once bb sh");
+    let (child, mut keys) = at_terminal("run -it --detach-keys ctrl-x,x --name once bb sh");
     keys.write_all(b"echo first-$((2+2))\n").unwrap();
     logged("once", "first-4");
     keys.write_all(b"\x18x").unwrap();
-    crate::lifecycle::eventually("run -it to detach", || child.try_wait().unwrap().is_some());
-    assert!(child.wait().unwrap().success());
-    drop(keys);
+    assert!(ended(child, "run -it to detach").success());
     running("once");
-    let (mut child, mut keys) = at_terminal("attach once");
-    keys.write_all(b"echo second-$((3+3))\n").unwrap();
+    let (child, mut keys) = at_terminal("attach once");
+    keys.write_all(b"echo second-$((3+3))\nexit 7\n").unwrap();
+    let status = ended(child, "the attach to end with the container");
+    assert_eq!(status.code(), Some(7));
     logged("once", "second-6");
-    keys.write_all(b"exit 7\n").unwrap();
-    crate::lifecycle::eventually("the attach to end with the container", || {
-        child.try_wait().unwrap().is_some()
-    });
-    assert_eq!(child.wait().unwrap().code(), Some(7));
     drop(keys);
 
     // Keys that are not Docker's notation: a usage error.
