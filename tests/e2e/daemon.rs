@@ -324,9 +324,12 @@ fn the_docker_cli_drives_linux_containers() {
         "bb",
         "sh",
         "-c",
-        "hostname; echo $$",
+        "hostname; echo $$; ls /proc/1/fd; true",
     ]);
-    assert_eq!(out, "box\n1\n");
+    // PID 1 (the shell, listing its descriptors from a child) holds
+    // stdio and nothing else: no descriptor of the daemon, its monitor
+    // server or the forked monitor leaks in.
+    assert_eq!(out, "box\n1\n0\n1\n2\n");
     let o = d.docker(&["run", "--rm", "bb", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9));
     let fed = Command::new("sh")
