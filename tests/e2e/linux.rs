@@ -576,6 +576,30 @@ fn exec_joins_a_running_linux_container() {
     env.wharf(&["exec", "-w", "/../../etc", "box", bb, "true"])
         .fails(126, "working directory");
 
+    // -d: exec returns once the process started; it runs on, its
+    // output discarded. A missing program is still reported.
+    let r = env.wharf(&[
+        "exec",
+        "-d",
+        "box",
+        bb,
+        "sh",
+        "-c",
+        "echo started > /srv/d; echo lost; exec sleep 99",
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    crate::lifecycle::eventually("the detached exec's file and process", || {
+        env.wharf(&["exec", "box", bb, "cat", "/srv/d"]).stdout == "started\n"
+            && env
+                .wharf(&["exec", "box", bb, "ps"])
+                .stdout
+                .contains("sleep 99")
+    });
+    env.wharf(&["exec", "-d", "box", "/nope"])
+        .fails(127, "executable file not found");
+    let r = env.wharf(&["exec", "-d", "-i", "box", bb, "true"]);
+    assert_eq!(r.code, 2, "-d with -i is a usage error: {}", r.stderr);
+
     // A process exec'd into the container ends with it.
     let mut lingering = env
         .cmd(&["exec", "box", bb, "sleep", "100"])

@@ -495,6 +495,10 @@ pub fn inspect(store: &Store, what: &str) -> anyhow::Result<Option<serde_json::V
 /// Arguments of `wharf exec`.
 #[derive(clap::Args)]
 pub struct ExecArgs {
+    /// Return once the process has started and leave it running (its
+    /// output is discarded).
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
+    detach: bool,
     /// Pass standard input to the process.
     #[arg(short, long)]
     interactive: bool,
@@ -534,6 +538,7 @@ pub fn exec(store: &Store, a: ExecArgs) -> anyhow::Result<i32> {
         stdout: None,
         stderr: None,
         terminal: a.tty.then(|| relay.on_terminal(a.interactive)),
+        detach: a.detach,
     };
     let code = containers(store)?.exec(&a.container, options);
     relay.finish();

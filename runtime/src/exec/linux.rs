@@ -848,6 +848,10 @@ pub struct ExecOptions {
     /// `-t`: the process gets a terminal of its own (`TERM=xterm` unless
     /// set), whose master side this is given once the process starts.
     pub terminal: Option<OnTerminal>,
+    /// `-d`: return once the process has started, leaving it to run on
+    /// its own (its output, unless given, goes to /dev/null; its exit code
+    /// is nobody's). Not with `stdin` or `terminal`.
+    pub detach: bool,
 }
 
 /// Starts a process in the running Linux container `id` (12 hex digits),
@@ -855,8 +859,23 @@ pub struct ExecOptions {
 /// capabilities, `no_new_privs` and seccomp profile, and waits for it.
 /// Returns its exit code (128 + the signal number when a signal ended
 /// it). Signals this process gets are passed on to it, as for [`run`].
-pub fn exec(store: &Store, id: &str, options: ExecOptions) -> Result<i32, RunError> {
+/// With `detach`, returns 0 once it has started.
+pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, RunError> {
     require_root()?;
+    if options.detach {
+        if options.stdin || options.terminal.is_some() {
+            return Err(RunError::Unsupported(
+                "a detached exec takes no input and no terminal".into(),
+            ));
+        }
+        let null = || std::fs::OpenOptions::new().write(true).open("/dev/null");
+        if options.stdout.is_none() {
+            options.stdout = Some(null()?);
+        }
+        if options.stderr.is_none() {
+            options.stderr = Some(null()?);
+        }
+    }
     let program = options
         .argv
         .first()
@@ -945,6 +964,11 @@ pub fn exec(store: &Store, id: &str, options: ExecOptions) -> Result<i32, RunErr
             .with_process(Some(&process_json))
             .build()
             .map_err(|e| exec_error(&program, id, e))?;
+        if options.detach {
+            // Started: it runs on without us (init reaps it when this
+            // process is gone).
+            return Ok(0);
+        }
         forwarder.target(pid.as_raw());
         if let (Some(socket), Some(on_terminal)) = (&console, &options.terminal) {
             match socket.receive(std::time::Duration::from_secs(10)) {
