@@ -8,8 +8,9 @@
 #    monitor server forking monitors, once with it killed (monitors
 #    executed, as the CLI starts them);
 #  - idle memory: M detached wasm containers (probe `tick 0 600000`, which
-#    sleeps), the proportional set size (PSS: shared pages split between
-#    the processes that map them) and the RSS of their monitor processes,
+#    sleeps) started through the API and M more by the CLI, the
+#    proportional set size (PSS: shared pages split between the processes
+#    that map them) and the RSS of their monitor processes,
 #    beside runwasi's published 22.7 MB per container.
 #
 # Usage: bash benches/daemon.sh
@@ -104,34 +105,62 @@ python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors forked 
 pkill -P "$DAEMON" -f monitor-server
 python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors executed"
 
-echo "== idle memory: $M detached wasm containers"
+echo "== idle memory: $M detached wasm containers started through the API, $M by the CLI"
+# A fresh daemon (the burst killed the first one's monitor server): its
+# monitors are forked by the server, the CLI's are executed.
+kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
+rm -f "$SOCK"
+"$WHARF" --root "$W/root" daemon --host "unix://$SOCK" 2>/dev/null &
+DAEMON=$!
+for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
+python3 - "$SOCK" "$M" >"$W/api-ids" <<'EOF'
+import http.client, json, socket, sys
+sock, m = sys.argv[1], int(sys.argv[2])
+class Conn(http.client.HTTPConnection):
+    def __init__(self):
+        super().__init__("localhost")
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(sock)
+conn = Conn()
+def call(method, path, body=None):
+    conn.request(method, "/v1.43" + path, body=json.dumps(body) if body else None,
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    assert r.status < 300, (path, r.status, data)
+    return json.loads(data) if data else None
+for _ in range(m):
+    cid = call("POST", "/containers/create", {"Image": "probe", "Cmd": ["tick", "0", "600000"]})["Id"]
+    call("POST", f"/containers/{cid}/start")
+    print(cid)
+EOF
 for i in $(seq "$M"); do
-    "$WHARF" --root "$W/root" run -d probe tick 0 600000 >/dev/null
-done
+    "$WHARF" --root "$W/root" run -d probe tick 0 600000
+done >"$W/cli-ids"
 sleep 2
-python3 - "$W/root" "$M" "$RUNWASI_MB_PER_CONTAINER" <<'EOF'
+python3 - "$W/root" "$RUNWASI_MB_PER_CONTAINER" "$W/api-ids" "$W/cli-ids" <<'EOF'
 import json, os, sys
-root, m, peer = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-pids = []
+root, peer = sys.argv[1], float(sys.argv[2])
 cdir = os.path.join(root, "wharf/containers")
-for cid in os.listdir(cdir):
-    if cid.startswith("."):
-        continue
-    with open(os.path.join(cdir, cid, "state.json")) as f:
-        st = json.load(f)
-    if st.get("status") == "running" and st.get("pid"):
+for label, ids in [("through the API, monitors forked", sys.argv[3]), ("by the CLI, monitors executed", sys.argv[4])]:
+    pids = []
+    for cid in open(ids).read().split():
+        with open(os.path.join(cdir, cid, "state.json")) as f:
+            st = json.load(f)
+        assert st.get("status") == "running" and st.get("pid"), (cid, st)
         pids.append(st["pid"])
-assert len(pids) == m, f"{len(pids)} of {m} running"
-pss = rss = 0
-for p in pids:
-    with open(f"/proc/{p}/smaps_rollup") as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            if k == "Pss":
-                pss += int(v.split()[0])
-            elif k == "Rss":
-                rss += int(v.split()[0])
-per_pss = pss / m / 1024
-per_rss = rss / m / 1024
-print(f"wharf: {per_pss:.2f} MB PSS per container ({per_rss:.2f} MB RSS, shared pages counted in each); runwasi (published): {peer} MB; ratio {per_pss / peer:.3f}x (target < 2 MB)")
+    m = len(pids)
+    pss = rss = 0
+    for p in pids:
+        with open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                k, v = line.split(":", 1)
+                if k == "Pss":
+                    pss += int(v.split()[0])
+                elif k == "Rss":
+                    rss += int(v.split()[0])
+    per_pss = pss / m / 1024
+    per_rss = rss / m / 1024
+    print(f"wharf ({label}): {per_pss:.2f} MB PSS per container ({per_rss:.2f} MB RSS, shared pages counted in each); runwasi (published): {peer} MB; ratio {per_pss / peer:.3f}x (target < 2 MB)")
 EOF
