@@ -108,6 +108,8 @@ enum Command {
     Kill(commands::container::KillArgs),
     /// Stop and start containers again.
     Restart(commands::container::StopArgs),
+    /// Rename a container.
+    Rename(commands::container::RenameArgs),
     /// Remove containers.
     Rm(commands::container::RmArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -175,6 +177,7 @@ pub fn main_full() -> ExitCode {
         Command::Stop(a) => commands::container::stop(&store, a),
         Command::Kill(a) => commands::container::kill(&store, a),
         Command::Restart(a) => commands::container::restart(&store, a),
+        Command::Rename(a) => commands::container::rename(&store, a),
         Command::Rm(a) => commands::container::rm(&store, a),
         Command::Wait(a) => commands::container::wait(&store, a),
         Command::Ps(a) => commands::container::ps(&store, a),

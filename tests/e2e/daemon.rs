@@ -172,9 +172,19 @@ fn the_docker_cli_drives_wasm_containers() {
         "--rm removed them"
     );
 
-    let id = d.docker_ok(&["run", "-d", "--name", "x", "probe", "tick", "0", "50"]);
+    let id = d.docker_ok(&["run", "-d", "--name", "first", "probe", "tick", "0", "50"]);
     assert_eq!(id.trim().len(), 64);
+    // docker rename of the running container; a taken name is a conflict.
+    d.docker_ok(&["rename", "first", "x"]);
     assert_eq!(d.docker_ok(&["ps", "--format", "{{.Names}}"]), "x\n");
+    d.docker_ok(&["create", "--name", "taken", "probe"]);
+    let o = d.docker(&["rename", "x", "taken"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already in use"),
+        "{o:?}"
+    );
+    d.docker_ok(&["rm", "taken"]);
     // `logs -f` follows until the container stops.
     let follow = Command::new("docker")
         .args(["logs", "-f", "x"])

@@ -90,6 +90,65 @@ fn detached_containers_run_log_stop_and_are_removed() {
 }
 
 #[test]
+fn rename_moves_a_running_containers_name() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let id = env
+        .wharf(&["run", "-d", "--name", "old", "probe", "tick", "0", "50"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    env.wharf(&["run", "-d", "--name", "other", "probe", "exit", "0"])
+        .ok();
+    env.wharf(&["rename", "old", "new"]).ok();
+    // The new name finds the running container, its log and its record.
+    eventually("a tick under the new name", || {
+        env.wharf(&["logs", "new"]).stdout.contains("tick 1")
+    });
+    let v = inspect(&env, "new");
+    assert_eq!(
+        (v["Id"].as_str(), v["Name"].as_str()),
+        (Some(&id[..]), Some("/new"))
+    );
+    let ps = env.wharf(&["ps"]).ok().stdout;
+    assert!(ps.contains(" new") && !ps.contains(" old"), "{ps}");
+    // The old name is gone and free for another container.
+    env.wharf(&["logs", "old"])
+        .fails(125, "no such container: old");
+    env.wharf(&["run", "-d", "--name", "old", "probe", "exit", "0"])
+        .ok();
+    // A taken name, an invalid one and the same one are refused; nothing
+    // changes.
+    env.wharf(&["rename", "new", "other"])
+        .fails(125, "already in use");
+    env.wharf(&["rename", "new", "bad/name"])
+        .fails(125, "invalid container name");
+    env.wharf(&["rename", "new", "new"])
+        .fails(125, "already named new");
+    env.wharf(&["rename", "nobody", "x"])
+        .fails(125, "no such container: nobody");
+    assert_eq!(inspect(&env, &id[..12])["Name"], "/new");
+    // Removal frees the new name, also when the monitor removes a
+    // renamed --rm container itself.
+    env.wharf(&["rm", "-f", "new"]).ok();
+    env.wharf(&[
+        "run", "-d", "--rm", "--name", "r1", "probe", "tick", "0", "50",
+    ])
+    .ok();
+    env.wharf(&["rename", "r1", "r2"]).ok();
+    env.wharf(&["stop", "r2"]).ok();
+    let names = env.root.path().join("wharf/containers/.names");
+    eventually("the --rm container to be gone", || {
+        env.wharf(&["ps", "-a"]).ok().stdout.lines().count() == 3
+    });
+    for n in ["new", "r1", "r2"] {
+        assert!(!names.join(n).exists(), "{n} left behind");
+    }
+}
+
+#[test]
 fn a_stop_reaches_a_guest_blocked_in_a_host_call() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);

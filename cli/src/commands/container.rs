@@ -1,5 +1,5 @@
 //! Container lifecycle commands: `create`, `start`, `stop`, `kill`,
-//! `restart`, `rm`, `wait`, `ps`, `logs`, `exec`, and the hidden
+//! `restart`, `rename`, `rm`, `wait`, `ps`, `logs`, `exec`, and the hidden
 //! `container-monitor` that owns a running container.
 
 use std::io::Write as _;
@@ -291,6 +291,21 @@ pub fn kill(store: &Store, a: KillArgs) -> anyhow::Result<i32> {
     let cs = containers(store)?;
     let sig = lib(container::parse_signal(&a.signal))?;
     for_each(&a.names.containers, |n| cs.kill(n, sig))
+}
+
+/// Arguments of `wharf rename`.
+#[derive(clap::Args)]
+pub struct RenameArgs {
+    /// The container.
+    container: String,
+    /// Its new name.
+    new_name: String,
+}
+
+/// `wharf rename`.
+pub fn rename(store: &Store, a: RenameArgs) -> anyhow::Result<i32> {
+    lib(containers(store)?.rename(&a.container, &a.new_name))?;
+    Ok(0)
 }
 
 /// Arguments of `wharf rm`.

@@ -708,8 +708,15 @@ impl Containers {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                // A name left behind by a creation that died half-way.
-                if !holder.is_empty() && !self.dir(&holder).exists() {
+                // A name left behind by a creation that died half-way, or
+                // the old name of a rename that did.
+                let stale = !holder.is_empty()
+                    && match self.load_config(&holder) {
+                        Ok(c) => c.name != name,
+                        Err(ContainerError::NotFound(_)) => true,
+                        Err(_) => false,
+                    };
+                if stale {
                     fs_err::remove_file(&path)?;
                     return self.claim_name(name, id);
                 }
@@ -817,19 +824,56 @@ impl Containers {
     /// Container `id` with its state brought up to date: a container
     /// recorded as running whose monitor is gone is recorded as dead.
     fn load(&self, id: &str) -> Result<Container> {
-        let dir = self.dir(id);
-        let bytes = match std::fs::read(dir.join("config.json")) {
+        let mut c = self.load_config(id)?;
+        c.state = self.refresh(id)?;
+        Ok(c)
+    }
+
+    /// Container `id` as `config.json` records it (its state not read).
+    fn load_config(&self, id: &str) -> Result<Container> {
+        let bytes = match std::fs::read(self.dir(id).join("config.json")) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ContainerError::NotFound(id.to_owned()))
             }
             Err(e) => return Err(e.into()),
         };
-        let mut c: Container = serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&bytes).map_err(|e| {
             ContainerError::Invalid(format!("container {id}: corrupt config.json: {e}"))
-        })?;
-        c.state = self.refresh(id)?;
-        Ok(c)
+        })
+    }
+
+    /// Renames a container (running or not), as `docker rename`: the new
+    /// name is claimed first, then recorded, then the old one let go, so a
+    /// crash at any point leaves the container with one of the two (and
+    /// a leftover name is taken back by whoever claims it next).
+    pub fn rename(&self, what: &str, new_name: &str) -> Result<()> {
+        let new_name = new_name.trim_start_matches('/');
+        if !valid_name(new_name) {
+            return Err(ContainerError::InvalidName(new_name.to_owned()));
+        }
+        let id = self.resolve(what)?;
+        // One rename of a container at a time.
+        let _lock = StoreLock::exclusive(&self.dir(&id).join("state.lock"))?;
+        let mut c = self.load_config(&id)?;
+        if c.name == new_name {
+            return Err(ContainerError::Invalid(format!(
+                "container {} is already named {new_name}",
+                short_id(&id)
+            )));
+        }
+        self.claim_name(new_name, &id)?;
+        let old = std::mem::replace(&mut c.name, new_name.to_owned());
+        let recorded = write_atomic(
+            &self.dir(&id).join("config.json"),
+            &serde_json::to_vec_pretty(&c).expect("serialisable"),
+        );
+        let release = if recorded.is_ok() { &old } else { new_name };
+        let path = self.dir.join(".names").join(release);
+        if std::fs::read_to_string(&path).is_ok_and(|holder| holder == id) {
+            let _ = fs_err::remove_file(&path);
+        }
+        recorded
     }
 
     fn read_state(&self, id: &str) -> Result<State> {

@@ -367,6 +367,7 @@ impl Api {
             (&Method::GET, ["containers", id, "logs"]) => self.logs(id, &q).await,
             (&Method::POST, ["containers", id, "attach"]) => self.attach(id, &q, req).await,
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
+            (&Method::POST, ["containers", id, "rename"]) => self.rename(id, &q).await,
             (&Method::POST, ["containers", id, "exec"]) => {
                 exec::create(&self.containers, &self.execs, id, req).await
             }
@@ -844,6 +845,18 @@ impl Api {
         let force = q.flag("force");
         let (cs, id) = (self.containers.clone(), id.to_owned());
         blocking(move || Ok(cs.remove(&id, force)?)).await?;
+        no_content()
+    }
+
+    /// `POST /containers/{id}/rename?name=NEW`.
+    async fn rename(&self, id: &str, q: &Query) -> Reply {
+        let name = q
+            .get("name")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad_request("rename: the new name (name=) is missing"))?
+            .to_owned();
+        let (cs, id) = (self.containers.clone(), id.to_owned());
+        blocking(move || Ok(cs.rename(&id, &name)?)).await?;
         no_content()
     }
 
