@@ -213,6 +213,46 @@ fn the_docker_cli_drives_wasm_containers() {
     let o = d.docker(&["inspect", "x"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("No such object"));
+    // --log-opt rotates the json-file log; other drivers are refused.
+    let numbers: Vec<String> = (1..=300).map(|i| i.to_string()).collect();
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        "rot",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "probe",
+        "args",
+    ];
+    args.extend(numbers.iter().map(String::as_str));
+    d.docker_ok(&args);
+    assert_eq!(d.docker_ok(&["wait", "rot"]).trim(), "0");
+    let kept: Vec<u32> = d
+        .docker_ok(&["logs", "rot"])
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(kept.len() > 10 && kept.len() < 300, "{kept:?}");
+    assert_eq!(kept, ((301 - kept.len() as u32)..=300).collect::<Vec<_>>());
+    assert_eq!(
+        d.docker_ok(&[
+            "inspect",
+            "--format",
+            "{{json .HostConfig.LogConfig}}",
+            "rot"
+        ])
+        .trim(),
+        r#"{"Type":"json-file","Config":{"max-file":"2","max-size":"1k"}}"#
+    );
+    d.docker_ok(&["rm", "rot"]);
+    let o = d.docker(&["run", "--log-driver", "syslog", "probe", "exit", "0"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("log driver \"syslog\" is not supported"),
+        "{o:?}"
+    );
     // The CLI and the daemon share one store: wharf sees what docker made.
     d.docker_ok(&["run", "-d", "--name", "shared", "probe", "exit", "0"]);
     assert_eq!(env.wharf(&["wait", "shared"]).ok().stdout.trim(), "0");

@@ -148,6 +148,112 @@ fn rename_moves_a_running_containers_name() {
     }
 }
 
+/// The numbers of `tick N` lines, checked to run on one by one.
+fn consecutive_ticks(out: &str) -> Vec<u64> {
+    let ticks: Vec<u64> = out
+        .lines()
+        .map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
+        .collect::<Option<_>>()
+        .unwrap_or_else(|| panic!("not all ticks: {out}"));
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "gaps or repeats: {out}"
+    );
+    ticks
+}
+
+#[test]
+fn logs_rotate_at_max_size_and_keep_max_file_files() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let id = env
+        .wharf(&[
+            "run",
+            "-d",
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=3",
+            "probe",
+            "tick",
+            "0",
+            "5",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    // A follower from the start sees every line once, through the
+    // rotations.
+    let follow = env
+        .cmd(&["logs", "-f", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = env.root.path().join("wharf/containers").join(&id);
+    eventually("several rotations", || {
+        env.wharf(&["logs", "--tail", "1", "chatty"])
+            .stdout
+            .trim()
+            .strip_prefix("tick ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 200)
+    });
+    env.wharf(&["stop", "chatty"]).ok();
+    let followed = follow.wait_with_output().unwrap();
+    let followed = consecutive_ticks(&String::from_utf8_lossy(&followed.stdout));
+    assert_eq!(followed[0], 1);
+    // Three files of at most 2 KiB: the newest lines, up to the last.
+    for f in ["log.json", "log.json.1", "log.json.2"] {
+        let len = std::fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len <= 2048, "{f}: {len} bytes");
+    }
+    assert!(!dir.join("log.json.3").exists());
+    let kept = consecutive_ticks(&env.wharf(&["logs", "chatty"]).ok().stdout);
+    assert_eq!(kept.last(), followed.last());
+    assert!(kept.len() < followed.len() && kept[0] > 1, "{kept:?}");
+    let v = inspect(&env, "chatty");
+    assert_eq!(
+        v["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-size": "2k", "max-file": "3"}})
+    );
+    // Options the driver does not have, or without their partner, are
+    // refused at create.
+    env.wharf(&["run", "-d", "--log-opt", "max-file=2", "probe", "exit", "0"])
+        .fails(125, "max-file needs max-size");
+    env.wharf(&[
+        "run",
+        "-d",
+        "--log-opt",
+        "compress=true",
+        "probe",
+        "exit",
+        "0",
+    ])
+    .fails(125, "unknown log option \"compress\"");
+    assert_eq!(env.wharf(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
+}
+
+#[test]
+fn attach_shows_output_from_now_on() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    env.wharf(&["run", "-d", "--name", "t", "probe", "tick", "40", "50"])
+        .ok();
+    eventually("three ticks", || {
+        env.wharf(&["logs", "t"]).stdout.contains("tick 3\n")
+    });
+    // As docker attach: no replay of what was logged before.
+    let r = env.wharf(&["attach", "t"]);
+    let ticks = consecutive_ticks(&r.ok().stdout);
+    assert!(ticks[0] > 3, "{ticks:?}");
+    assert_eq!(ticks.last(), Some(&40));
+}
+
 #[test]
 fn a_stop_reaches_a_guest_blocked_in_a_host_call() {
     let env = Env::new();

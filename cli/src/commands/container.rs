@@ -40,6 +40,13 @@ pub struct ManagedArgs {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
+    /// Log driver: json-file (the only one).
+    #[arg(long = "log-driver", value_parser = ["json-file"])]
+    pub log_driver: Option<String>,
+    /// Log driver option: max-size=SIZE (rotate the log before it passes
+    /// SIZE) and max-file=N (keep N files).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
 }
 
 impl ManagedArgs {
@@ -59,6 +66,12 @@ impl ManagedArgs {
         }
         config.stop_signal = self.stop_signal.clone();
         config.stop_timeout = self.stop_timeout;
+        for o in &self.log_opts {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--log-opt {o:?}: expected KEY=VALUE"))?;
+            config.log_options.insert(k.to_owned(), v.to_owned());
+        }
         Ok(())
     }
 }
@@ -217,7 +230,8 @@ pub fn attach(store: &Store, a: AttachArgs) -> anyhow::Result<i32> {
             container::short_id(&c.id)
         );
     }
-    let mut reader = logs::LogReader::open(&cs.log_path(&c.id), false)?;
+    // Its output from now on, as docker attach.
+    let mut reader = logs::LogReader::open(&cs.log_path(&c.id), true)?;
     let input = c.config.open_stdin && !a.no_stdin;
     session(
         &cs,

@@ -120,7 +120,7 @@ pub fn inspect(cs: &Containers, c: &Container) -> Value {
         "ExecIDs": null,
         "HostConfig": {
             "Binds": c.config.mounts,
-            "LogConfig": { "Type": "json-file", "Config": {} },
+            "LogConfig": { "Type": "json-file", "Config": c.config.log_options },
             "NetworkMode": network_mode(c),
             "PortBindings": {},
             "RestartPolicy": restart_json(c),

@@ -1,10 +1,15 @@
 //! Container logs in the format of Docker's json-file driver: one JSON
 //! object per line, `{"log":"text\n","stream":"stdout","time":"RFC 3339"}`,
-//! appended by the container's monitor as its output arrives.
+//! appended by the container's monitor as its output arrives, and rotated
+//! as the driver's `max-size` and `max-file` options ask ([`Rotation`]):
+//! `log.json` is the current file, `log.json.1` the one before it, and so
+//! on.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead as _, Read as _, Seek as _, Write as _};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -30,27 +35,133 @@ pub fn rfc3339_nanos(ns: u64) -> String {
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), ns % 1_000_000_000)
 }
 
+/// How a container's log is rotated: the json-file driver's `--log-opt`
+/// values `max-size` and `max-file`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// `max-size`: the current file is rotated before it would grow past
+    /// this many bytes (never, without it).
+    pub max_size: Option<u64>,
+    /// `max-file`: files kept, the current one included (default 1: a
+    /// full file is started afresh).
+    pub max_files: u32,
+}
+
+impl Rotation {
+    /// Reads Docker's json-file options (`max-size=10m`, `max-file=3`); any
+    /// other option, or `max-file` without `max-size`, is an error naming
+    /// it.
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Rotation, String> {
+        let mut r = Rotation {
+            max_size: None,
+            max_files: 1,
+        };
+        for (k, v) in options {
+            match k.as_str() {
+                "max-size" => {
+                    r.max_size = Some(
+                        crate::exec::parse_bytes(v)
+                            .map_err(|e| format!("log option max-size: {e}"))?,
+                    )
+                }
+                "max-file" => {
+                    r.max_files = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("log option max-file: {v:?} is not a number of at least 1")
+                    })?
+                }
+                other => {
+                    return Err(format!(
+                        "unknown log option {other:?} for the json-file log driver: \
+                         max-size and max-file are supported"
+                    ))
+                }
+            }
+        }
+        if r.max_files > 1 && r.max_size.is_none() {
+            return Err("log option max-file needs max-size".into());
+        }
+        Ok(r)
+    }
+}
+
+/// `path` with `.n` appended: the `n`-th newest rotated file.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
 /// Appends entries to a container's log; shared by its stream readers.
 #[derive(Debug, Clone)]
 pub struct LogWriter {
-    file: Arc<Mutex<File>>,
+    current: Arc<Mutex<Current>>,
+}
+
+/// The file being appended to, and how full it is.
+#[derive(Debug)]
+struct Current {
+    file: File,
+    size: u64,
+    path: PathBuf,
+    rotation: Rotation,
+}
+
+impl Current {
+    /// Moves the full file aside (`path.1`, older ones one further, the
+    /// oldest beyond `max-file` dropped) and starts a new one.
+    fn rotate(&mut self) -> io::Result<()> {
+        let keep = self.rotation.max_files.max(1);
+        if keep == 1 {
+            remove_if_there(&self.path)?;
+        } else {
+            remove_if_there(&rotated(&self.path, keep - 1))?;
+            for n in (1..keep - 1).rev() {
+                match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        }
+        self.file = append_to(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn append_to(path: &Path) -> io::Result<File> {
+    Ok(fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .into_parts()
+        .0)
 }
 
 impl LogWriter {
-    /// Opens `path` for appending.
-    pub fn open(path: &Path) -> io::Result<LogWriter> {
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?
-            .into_parts()
-            .0;
+    /// Opens `path` for appending, rotating it as `rotation` says.
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogWriter> {
+        let file = append_to(path)?;
+        let size = file.metadata()?.len();
         Ok(LogWriter {
-            file: Arc::new(Mutex::new(file)),
+            current: Arc::new(Mutex::new(Current {
+                file,
+                size,
+                path: path.to_owned(),
+                rotation,
+            })),
         })
     }
 
-    /// Appends one entry, in a single write.
+    /// Appends one entry, in a single write (after rotating the file if
+    /// the entry would take it past `max-size`).
     pub fn write(&self, stream: &str, text: &[u8]) -> io::Result<()> {
         let entry = Entry {
             log: String::from_utf8_lossy(text).into_owned(),
@@ -59,10 +170,15 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&entry).expect("serialisable");
         line.push(b'\n');
-        self.file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(&line)
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(max) = current.rotation.max_size {
+            if current.size > 0 && current.size + line.len() as u64 > max {
+                current.rotate()?;
+            }
+        }
+        current.file.write_all(&line)?;
+        current.size += line.len() as u64;
+        Ok(())
     }
 
     /// Reads `from` until it ends on a new thread, writing an entry of
@@ -121,22 +237,55 @@ pub enum Framing {
     AsRead,
 }
 
-/// Reads a log from a position, entry by entry, as it grows.
+/// Reads a log from a position, entry by entry, as it grows, through its
+/// rotations.
 #[derive(Debug)]
 pub struct LogReader {
+    /// The log's current file.
+    path: PathBuf,
+    /// The file being read, and its inode.
     file: io::BufReader<File>,
+    inode: u64,
+    /// Rotated files still to read after this one, oldest first (the
+    /// current file last).
+    next: VecDeque<(File, u64)>,
     partial: Vec<u8>,
 }
 
 impl LogReader {
-    /// Reads `path` from its start, or only what is appended from now on.
+    /// Reads the log at `path` from its start (its oldest rotated file
+    /// first), or only what is appended from now on.
     pub fn open(path: &Path, from_end: bool) -> io::Result<LogReader> {
-        let mut file = fs_err::File::open(path)?.into_parts().0;
+        let open = |p: &Path| -> io::Result<(File, u64)> {
+            let f = fs_err::File::open(p)?.into_parts().0;
+            let inode = f.metadata()?.ino();
+            Ok((f, inode))
+        };
+        // The current file first: a rotation meanwhile makes it `.1`,
+        // which is then seen as the same inode and not read twice.
+        let (mut current, inode) = open(path)?;
+        let mut files = VecDeque::new();
         if from_end {
-            file.seek(io::SeekFrom::End(0))?;
+            current.seek(io::SeekFrom::End(0))?;
+        } else {
+            let mut n = 1;
+            loop {
+                match open(&rotated(path, n)) {
+                    Ok((f, i)) if i != inode => files.push_front((f, i)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
+                n += 1;
+            }
         }
+        files.push_back((current, inode));
+        let (file, inode) = files.pop_front().expect("the current file");
         Ok(LogReader {
+            path: path.to_owned(),
             file: io::BufReader::new(file),
+            inode,
+            next: files,
             partial: Vec::new(),
         })
     }
@@ -146,9 +295,47 @@ impl LogReader {
     pub fn read_new(&mut self) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         loop {
+            self.read_to_end(&mut out)?;
+            if let Some((file, inode)) = self.next.pop_front() {
+                self.switch_to(file, inode);
+                continue;
+            }
+            // On the current file: has it been rotated away?
+            let now = match std::fs::metadata(&self.path) {
+                Ok(m) => m.ino(),
+                // Between a rotation's move and its new file.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            if now == self.inode {
+                return Ok(out);
+            }
+            let file = match fs_err::File::open(&self.path) {
+                Ok(f) => f.into_parts().0,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            let inode = file.metadata()?.ino();
+            // What the writer appended before moving on is in the old
+            // file, complete now.
+            self.read_to_end(&mut out)?;
+            self.switch_to(file, inode);
+        }
+    }
+
+    fn switch_to(&mut self, file: File, inode: u64) {
+        self.file = io::BufReader::new(file);
+        self.inode = inode;
+        // The writer writes whole lines: a file ends with one.
+        self.partial.clear();
+    }
+
+    /// The complete entries left in the file being read.
+    fn read_to_end(&mut self, out: &mut Vec<Entry>) -> io::Result<()> {
+        loop {
             let n = self.file.read_until(b'\n', &mut self.partial)?;
             if n == 0 || self.partial.last() != Some(&b'\n') {
-                return Ok(out);
+                return Ok(());
             }
             if let Ok(e) = serde_json::from_slice::<Entry>(&self.partial) {
                 out.push(e);
@@ -188,7 +375,7 @@ mod tests {
     fn lines_become_entries_and_read_back_as_they_grow() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.json");
-        let w = LogWriter::open(&path).unwrap();
+        let w = LogWriter::open(&path, Rotation::default()).unwrap();
         let mut r = LogReader::open(&path, false).unwrap();
         let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
         let pump = w.pump("stderr", rx, Framing::Lines).unwrap();
@@ -207,6 +394,69 @@ mod tests {
         assert_eq!(r.read_new().unwrap()[0].log, "later\n");
         assert_eq!(tail(&path, Some(1)).unwrap()[0].log, "later\n");
         assert_eq!(tail(&path, None).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn rotation_keeps_max_file_files_and_readers_follow_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        let options = |pairs: &[(&str, &str)]| {
+            let m: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Rotation::from_options(&m)
+        };
+        let rotation = options(&[("max-size", "1k"), ("max-file", "3")]).unwrap();
+        assert_eq!(rotation.max_size, Some(1024));
+        let w = LogWriter::open(&path, rotation).unwrap();
+        let mut follower = LogReader::open(&path, false).unwrap();
+        let mut followed = Vec::new();
+        for i in 0..200 {
+            w.write("stdout", format!("line {i}\n").as_bytes()).unwrap();
+            if i % 7 == 0 {
+                followed.extend(follower.read_new().unwrap());
+            }
+        }
+        followed.extend(follower.read_new().unwrap());
+        // A reader that kept up saw every entry once, in order.
+        let seen: Vec<String> = followed.iter().map(|e| e.log.clone()).collect();
+        let all: Vec<String> = (0..200).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(seen, all);
+        // Three files at most, none past 1 KiB; a reader from the start
+        // gets the newest entries, consecutive, up to the last.
+        for n in 1..=2 {
+            assert!(rotated(&path, n).exists());
+        }
+        assert!(!rotated(&path, 3).exists());
+        for p in [path.clone(), rotated(&path, 1), rotated(&path, 2)] {
+            assert!(std::fs::metadata(&p).unwrap().len() <= 1024);
+        }
+        let kept: Vec<String> = tail(&path, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.log)
+            .collect();
+        assert!(kept.len() > 20 && kept.len() < 200, "{}", kept.len());
+        assert_eq!(kept[..], all[200 - kept.len()..]);
+        // One file: a full one starts afresh.
+        let one = dir.path().join("one.json");
+        let w = LogWriter::open(&one, options(&[("max-size", "100")]).unwrap()).unwrap();
+        for i in 0..10 {
+            w.write("stdout", format!("{i}\n").as_bytes()).unwrap();
+        }
+        assert!(!rotated(&one, 1).exists());
+        assert_eq!(tail(&one, None).unwrap().last().unwrap().log, "9\n");
+        // Bad options name themselves.
+        for (pairs, needle) in [
+            (&[("max-size", "ten")][..], "max-size"),
+            (&[("max-file", "0"), ("max-size", "1m")][..], "max-file"),
+            (&[("max-file", "2")][..], "needs max-size"),
+            (&[("compress", "true")][..], "\"compress\""),
+        ] {
+            let e = options(pairs).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

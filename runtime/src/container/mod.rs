@@ -228,9 +228,17 @@ pub struct ContainerConfig {
     /// The command line the container runs, as resolved at creation from
     /// the image and the overrides (what `inspect` shows as Path/Args).
     pub argv: Vec<String>,
+    /// The json-file log driver's options as given (`max-size`,
+    /// `max-file`): see [`logs::Rotation`].
+    pub log_options: BTreeMap<String, String>,
 }
 
 impl ContainerConfig {
+    /// How this container's log is rotated.
+    pub fn log_rotation(&self) -> Result<logs::Rotation> {
+        logs::Rotation::from_options(&self.log_options).map_err(ContainerError::Invalid)
+    }
+
     /// The run options of one run of this container.
     pub fn run_options(&self) -> Result<crate::exec::RunOptions> {
         use crate::exec;
@@ -619,6 +627,7 @@ impl Containers {
         // Options are checked now, not at the first start.
         config.run_options()?;
         config.stop_signal()?;
+        config.log_rotation()?;
         let id = random_id()?;
         // The store lock is held until the container's directory is in
         // place, so a prune's sweep of leases without a container never

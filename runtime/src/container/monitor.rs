@@ -66,7 +66,7 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
             None => connect_stdin(&dir.join("stdin"), c.config.stdin_once)?,
         }
     }
-    let log = LogWriter::open(&cs.log_path(&id))?;
+    let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation()?)?;
     let signals = Signals::install()?;
     cs.update(&id, |s| {
         s.restart_count = 0;

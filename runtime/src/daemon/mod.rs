@@ -6,7 +6,7 @@
 //! process. A daemon killed and started again finds everything as it was,
 //! and containers keep running meanwhile.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1303,14 +1303,24 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
             )))
         }
     };
-    let labels = v["Labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let string_map = |m: &Value| -> BTreeMap<String, String> {
+        m.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let labels = string_map(&v["Labels"]);
+    let log_options = match hc["LogConfig"]["Type"].as_str().unwrap_or("") {
+        "" | "json-file" => string_map(&hc["LogConfig"]["Config"]),
+        other => {
+            return Err(bad_request(format!(
+                "log driver {other:?} is not supported: wharf keeps json-file logs"
+            )))
+        }
+    };
     Ok(ContainerConfig {
         image: image.to_owned(),
         cmd,
@@ -1350,6 +1360,7 @@ fn container_config(v: &Value) -> Result<ContainerConfig, Failure> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
         stop_timeout: v["StopTimeout"].as_u64(),
+        log_options,
         ..ContainerConfig::default()
     })
 }
