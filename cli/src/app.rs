@@ -110,6 +110,8 @@ enum Command {
     Restart(commands::container::StopArgs),
     /// Rename a container.
     Rename(commands::container::RenameArgs),
+    /// Show the processes of a running container.
+    Top(commands::container::One),
     /// Remove containers.
     Rm(commands::container::RmArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -178,6 +180,7 @@ pub fn main_full() -> ExitCode {
         Command::Kill(a) => commands::container::kill(&store, a),
         Command::Restart(a) => commands::container::restart(&store, a),
         Command::Rename(a) => commands::container::rename(&store, a),
+        Command::Top(a) => commands::container::top(&store, a),
         Command::Rm(a) => commands::container::rm(&store, a),
         Command::Wait(a) => commands::container::wait(&store, a),
         Command::Ps(a) => commands::container::ps(&store, a),

@@ -185,6 +185,17 @@ fn the_docker_cli_drives_wasm_containers() {
         "{o:?}"
     );
     d.docker_ok(&["rm", "taken"]);
+    // docker top: the guest runs in its monitor, shown with its command.
+    let top = d.docker_ok(&["top", "x"]);
+    let pid = d.docker_ok(&["inspect", "--format", "{{.State.Pid}}", "x"]);
+    let row = top.lines().nth(1).unwrap_or_default();
+    assert_eq!(row.split_whitespace().nth(1), Some(pid.trim()), "{top}");
+    assert!(row.ends_with(" /probe.wasm tick 0 50"), "{top}");
+    let o = d.docker(&["top", "x", "aux"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not supported"),
+        "{o:?}"
+    );
     // `logs -f` follows until the container stops.
     let follow = Command::new("docker")
         .args(["logs", "-f", "x"])

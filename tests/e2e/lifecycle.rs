@@ -66,8 +66,14 @@ fn detached_containers_run_log_stop_and_are_removed() {
     // A running container is not removed without -f.
     env.wharf(&["rm", "ticker"]).fails(1, "is running");
 
+    let top = env.wharf(&["top", "ticker"]).ok().stdout;
+    assert!(
+        top.starts_with("UID") && top.trim_end().ends_with("/probe.wasm tick 0 50"),
+        "{top}"
+    );
     env.wharf(&["stop", "ticker"]).ok();
     assert_eq!(env.wharf(&["wait", "ticker"]).ok().stdout.trim(), "143");
+    env.wharf(&["top", "ticker"]).fails(125, "is not running");
     let v = inspect(&env, "ticker");
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 143);

@@ -597,6 +597,24 @@ fn exec_joins_a_running_linux_container() {
     });
     env.wharf(&["exec", "-d", "box", "/nope"])
         .fails(127, "executable file not found");
+    // top: the container's processes, host pids, as ps -ef shows them.
+    let top = env.wharf(&["top", "box"]).ok().stdout;
+    let rows: Vec<Vec<&str>> = top
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let init = rows
+        .iter()
+        .find(|r| r[7..] == ["/bin/busybox", "sleep", "100"])
+        .unwrap_or_else(|| panic!("{top}"));
+    assert_eq!(init[0], "0");
+    let host_pid = init[1];
+    assert!(Path::new(&format!("/proc/{host_pid}")).exists(), "{top}");
+    assert!(rows.iter().any(|r| r[7..] == ["sleep", "99"]), "{top}");
     let r = env.wharf(&["exec", "-d", "-i", "box", bb, "true"]);
     assert_eq!(r.code, 2, "-d with -i is a usage error: {}", r.stderr);
 

@@ -419,28 +419,52 @@ pub fn ps(store: &Store, a: PsArgs) -> anyhow::Result<i32> {
             c.name.clone(),
         ]);
     }
-    // Columns as wide as their widest cell, three spaces apart (Docker's
-    // tabwriter).
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    table(&rows)?;
+    Ok(0)
+}
+
+/// Prints `rows` in columns as wide as their widest cell, three spaces
+/// apart (Docker's tabwriter).
+fn table<R: AsRef<[String]>>(rows: &[R]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    for row in &rows {
+    for row in rows {
+        let row = row.as_ref();
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
+            line.push_str(cell);
+            if i + 1 < row.len() {
                 let pad = widths[i] + 3 - cell.chars().count();
-                line.push_str(cell);
                 line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         say(line)?;
     }
+    Ok(())
+}
+
+/// `wharf top`: the processes of a running container, as `ps -ef`
+/// shows them.
+pub fn top(store: &Store, a: One) -> anyhow::Result<i32> {
+    let t = lib(containers(store)?.top(&a.container))?;
+    let mut rows = vec![t.titles];
+    rows.extend(t.processes);
+    table(&rows)?;
     Ok(0)
+}
+
+/// One container named on the command line.
+#[derive(clap::Args)]
+pub struct One {
+    /// The container.
+    container: String,
 }
 
 /// Arguments of `wharf logs`.

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod logs;
 mod monitor;
 mod server;
+pub mod top;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -1274,6 +1275,27 @@ impl Containers {
                 ))
             })?;
         Ok(self.store.load_image(&descriptor, Some(&config.platform))?)
+    }
+
+    /// The processes of a running container (`docker top`). A Linux
+    /// container's are those of its cgroup; a wasm guest runs inside its
+    /// monitor, which is shown with the guest's command line.
+    pub fn top(&self, what: &str) -> Result<top::Top> {
+        let c = self.get(what)?;
+        if !c.state.is_running() || c.state.pid == 0 {
+            return Err(ContainerError::NotRunning(c.id));
+        }
+        if !c.config.wasm {
+            let pids = crate::exec::linux::cgroup_pids(&short_id(&c.id));
+            return Ok(top::processes(pids));
+        }
+        let mut t = top::processes([c.state.pid]);
+        for row in &mut t.processes {
+            if let Some(cmd) = row.last_mut() {
+                *cmd = c.config.argv.join(" ");
+            }
+        }
+        Ok(t)
     }
 
     /// Runs a further process in a running Linux container (`docker

@@ -368,6 +368,7 @@ impl Api {
             (&Method::POST, ["containers", id, "attach"]) => self.attach(id, &q, req).await,
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
             (&Method::POST, ["containers", id, "rename"]) => self.rename(id, &q).await,
+            (&Method::GET, ["containers", id, "top"]) => self.top(id, &q).await,
             (&Method::POST, ["containers", id, "exec"]) => {
                 exec::create(&self.containers, &self.execs, id, req).await
             }
@@ -846,6 +847,22 @@ impl Api {
         let (cs, id) = (self.containers.clone(), id.to_owned());
         blocking(move || Ok(cs.remove(&id, force)?)).await?;
         no_content()
+    }
+
+    /// `GET /containers/{id}/top`: the columns of `ps -ef` (wharf reads
+    /// `/proc` itself, so `ps_args` other than `-ef` are refused).
+    async fn top(&self, id: &str, q: &Query) -> Reply {
+        if let Some(args) = q.get("ps_args").filter(|a| !a.is_empty() && *a != "-ef") {
+            return Err(bad_request(format!(
+                "top: ps_args {args:?} are not supported: wharf shows the columns of ps -ef"
+            )));
+        }
+        let (cs, id) = (self.containers.clone(), id.to_owned());
+        let t = blocking(move || Ok(cs.top(&id)?)).await?;
+        json_reply(
+            StatusCode::OK,
+            &json!({ "Titles": t.titles, "Processes": t.processes }),
+        )
     }
 
     /// `POST /containers/{id}/rename?name=NEW`.

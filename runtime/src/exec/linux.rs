@@ -1141,6 +1141,16 @@ fn overlays_dir(store: &Store) -> PathBuf {
 /// v1 controllers and v2), as `kill` does to a Linux container. Returns
 /// how many processes were signalled.
 pub fn signal_cgroup(id: &str, signal: i32) -> usize {
+    let pids = cgroup_pids(id);
+    for pid in &pids {
+        send_signal(*pid as i32, signal);
+    }
+    pids.len()
+}
+
+/// The processes in the cgroup of container `id` (12 hex digits): those
+/// of its v1 controllers and of v2, host pids.
+pub fn cgroup_pids(id: &str) -> std::collections::BTreeSet<u32> {
     let mut cgroups = vec![PathBuf::from(format!("/sys/fs/cgroup/wharf/{id}"))];
     if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
         cgroups.extend(
@@ -1152,13 +1162,10 @@ pub fn signal_cgroup(id: &str, signal: i32) -> usize {
     let mut pids = std::collections::BTreeSet::new();
     for cg in cgroups {
         if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }
     }
-    for pid in &pids {
-        send_signal(*pid, signal);
-    }
-    pids.len()
+    pids
 }
 
 /// A fresh container id: 12 hex digits.
