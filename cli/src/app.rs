@@ -110,6 +110,10 @@ enum Command {
     Restart(commands::container::StopArgs),
     /// Rename a container.
     Rename(commands::container::RenameArgs),
+    /// Suspend every process of containers.
+    Pause(commands::container::Many),
+    /// Resume paused containers.
+    Unpause(commands::container::Many),
     /// Show the processes of a running container.
     Top(commands::container::One),
     /// Remove containers.
@@ -180,6 +184,8 @@ pub fn main_full() -> ExitCode {
         Command::Kill(a) => commands::container::kill(&store, a),
         Command::Restart(a) => commands::container::restart(&store, a),
         Command::Rename(a) => commands::container::rename(&store, a),
+        Command::Pause(a) => commands::container::pause(&store, a),
+        Command::Unpause(a) => commands::container::unpause(&store, a),
         Command::Top(a) => commands::container::top(&store, a),
         Command::Rm(a) => commands::container::rm(&store, a),
         Command::Wait(a) => commands::container::wait(&store, a),

@@ -437,6 +437,45 @@ fn the_docker_cli_drives_linux_containers() {
     eventually("the service to start", || {
         d.docker_ok(&["logs", "svc"]).contains("up")
     });
+    // docker pause freezes the container's cgroup; unpause thaws it.
+    let id = d.docker_ok(&["inspect", "--format", "{{.Id}}", "svc"]);
+    let freezer = format!("/sys/fs/cgroup/freezer/wharf/{}/freezer.state", &id[..12]);
+    let frozen = || {
+        std::fs::read_to_string(&freezer)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    d.docker_ok(&["pause", "svc"]);
+    if std::path::Path::new(&freezer).exists() {
+        assert_eq!(frozen().as_deref(), Some("FROZEN"));
+    }
+    assert_eq!(
+        d.docker_ok(&[
+            "ps",
+            "--filter",
+            "status=paused",
+            "--format",
+            "{{.Names}} {{.Status}}"
+        ])
+        .trim_end()
+        .split_once(' ')
+        .map(|(n, s)| (n.to_owned(), s.ends_with("(Paused)"))),
+        Some(("svc".to_owned(), true))
+    );
+    let o = d.docker(&["pause", "svc"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already paused"),
+        "{o:?}"
+    );
+    d.docker_ok(&["unpause", "svc"]);
+    if std::path::Path::new(&freezer).exists() {
+        assert_eq!(frozen().as_deref(), Some("THAWED"));
+    }
+    let lines = d.docker_ok(&["logs", "svc"]).len();
+    d.docker_ok(&["exec", "svc", "sh", "-c", "echo thawed >/proc/1/fd/1"]);
+    eventually("output after unpause", || {
+        d.docker_ok(&["logs", "svc"]).len() > lines
+    });
     // exec: output, exit code, stdin, options; the Python SDK's exec_run.
     let o = d.docker(&["exec", "svc", "sh", "-c", "echo out; echo err >&2; exit 5"]);
     assert_eq!(o.status.code(), Some(5));
@@ -477,7 +516,7 @@ fn the_docker_cli_drives_linux_containers() {
     }
     d.docker_ok(&["stop", "svc"]);
     assert_eq!(d.docker_ok(&["wait", "svc"]).trim(), "0");
-    assert_eq!(d.docker_ok(&["logs", "svc"]), "up\ngot TERM\n");
+    assert_eq!(d.docker_ok(&["logs", "svc"]), "up\nthawed\ngot TERM\n");
     d.docker_ok(&["run", "-d", "--name", "hard", "bb", "sleep", "100"]);
     d.docker_ok(&["kill", "hard"]);
     assert_eq!(d.docker_ok(&["wait", "hard"]).trim(), "137");

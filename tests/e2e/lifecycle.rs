@@ -261,6 +261,50 @@ fn attach_shows_output_from_now_on() {
 }
 
 #[test]
+fn pause_suspends_a_guest_until_unpause() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    env.wharf(&["run", "-d", "--name", "p", "probe", "tick", "0", "20"])
+        .ok();
+    let ticks = || env.wharf(&["logs", "p"]).ok().stdout.lines().count();
+    eventually("two ticks", || ticks() >= 2);
+    env.wharf(&["pause", "p"]).ok();
+    let ps = env.wharf(&["ps"]).ok().stdout;
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let v = inspect(&env, "p");
+    assert_eq!(
+        (
+            &v["State"]["Status"],
+            &v["State"]["Paused"],
+            &v["State"]["Running"]
+        ),
+        (
+            &serde_json::json!("paused"),
+            &serde_json::json!(true),
+            &serde_json::json!(true)
+        )
+    );
+    // No tick while paused.
+    let before = ticks();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(ticks(), before);
+    env.wharf(&["pause", "p"]).fails(1, "is already paused");
+    env.wharf(&["unpause", "p"]).ok();
+    eventually("ticks again", || ticks() > before + 2);
+    env.wharf(&["unpause", "p"]).fails(1, "is not paused");
+    // A paused container still stops: it is resumed for the signal.
+    env.wharf(&["pause", "p"]).ok();
+    env.wharf(&["stop", "p"]).ok();
+    assert_eq!(env.wharf(&["wait", "p"]).ok().stdout.trim(), "143");
+    assert_eq!(
+        inspect(&env, "p")["State"]["Paused"],
+        serde_json::json!(false)
+    );
+    env.wharf(&["pause", "p"]).fails(1, "is not running");
+}
+
+#[test]
 fn a_stop_reaches_a_guest_blocked_in_a_host_call() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);

@@ -307,6 +307,18 @@ pub fn kill(store: &Store, a: KillArgs) -> anyhow::Result<i32> {
     for_each(&a.names.containers, |n| cs.kill(n, sig))
 }
 
+/// `wharf pause`.
+pub fn pause(store: &Store, a: Many) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    for_each(&a.containers, |n| cs.pause(n))
+}
+
+/// `wharf unpause`.
+pub fn unpause(store: &Store, a: Many) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    for_each(&a.containers, |n| cs.unpause(n))
+}
+
 /// Arguments of `wharf rename`.
 #[derive(clap::Args)]
 pub struct RenameArgs {

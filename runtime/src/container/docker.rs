@@ -13,10 +13,20 @@ pub fn status_line(c: &Container) -> String {
     let ago = |ns: u64| human_duration(now_ns().saturating_sub(ns));
     match s.status {
         Status::Created => "Created".into(),
+        Status::Running if s.paused => format!("Up {} (Paused)", ago(s.started_at)),
         Status::Running => format!("Up {}", ago(s.started_at)),
         Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at)),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at)),
         Status::Dead => "Dead".into(),
+    }
+}
+
+/// Docker's name for a state: its status, or `paused`.
+pub fn state_name(s: &super::State) -> &'static str {
+    if s.paused && s.status == Status::Running {
+        "paused"
+    } else {
+        s.status.as_str()
     }
 }
 
@@ -93,9 +103,9 @@ pub fn inspect(cs: &Containers, c: &Container) -> Value {
         "Path": path,
         "Args": args,
         "State": {
-            "Status": s.status.as_str(),
+            "Status": state_name(s),
             "Running": s.status == Status::Running,
-            "Paused": false,
+            "Paused": s.paused,
             "Restarting": s.status == Status::Restarting,
             "OOMKilled": false,
             "Dead": s.status == Status::Dead,
@@ -177,7 +187,7 @@ pub fn summary(c: &Container) -> Value {
         "Created": c.created / 1_000_000_000,
         "Ports": [],
         "Labels": c.config.labels,
-        "State": c.state.status.as_str(),
+        "State": state_name(&c.state),
         "Status": status_line(c),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },

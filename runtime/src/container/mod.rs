@@ -60,6 +60,12 @@ pub enum ContainerError {
     /// The container is already running.
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    /// The container is paused (for `pause` again).
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    /// The container is not paused (for `unpause`).
+    #[error("container {0} is not paused")]
+    NotPaused(String),
     /// A bad option value in the container's configuration.
     #[error("{0}")]
     Invalid(String),
@@ -351,6 +357,8 @@ pub struct State {
     pub restart_count: u32,
     /// Stopped or killed by hand: the restart policy does not apply.
     pub stop_requested: bool,
+    /// Suspended by `pause` (while running).
+    pub paused: bool,
 }
 
 impl State {
@@ -917,6 +925,7 @@ impl Containers {
                     s.error = "the container's monitor process ended unexpectedly".into();
                 }
                 s.pid = 0;
+                s.paused = false;
                 s.finished_at = now_ns();
             }
         })
@@ -1062,6 +1071,11 @@ impl Containers {
         if !c.state.is_running() || c.state.pid == 0 {
             return Err(ContainerError::NotRunning(c.id));
         }
+        // A frozen process could not act on the signal: it is resumed
+        // first (also for stop, restart and rm -f, which kill).
+        if c.state.paused {
+            self.unpause(&c.id)?;
+        }
         if signal == libc::SIGKILL {
             self.update(&c.id, |s| s.stop_requested = true)?;
             if c.config.wasm {
@@ -1162,6 +1176,55 @@ impl Containers {
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(true)
+    }
+
+    /// Suspends every process of a running container (`docker pause`): a
+    /// Linux container's cgroup is frozen; a wasm guest runs in its
+    /// monitor, which is stopped (SIGSTOP) with its output readers.
+    pub fn pause(&self, what: &str) -> Result<()> {
+        let c = self.get(what)?;
+        if c.state.status != Status::Running || c.state.pid == 0 {
+            return Err(ContainerError::NotRunning(c.id));
+        }
+        if c.state.paused {
+            return Err(ContainerError::AlreadyPaused(c.id));
+        }
+        self.freeze(&c, true)?;
+        self.update(&c.id, |s| s.paused = true)?;
+        Ok(())
+    }
+
+    /// Resumes a paused container (`docker unpause`).
+    pub fn unpause(&self, what: &str) -> Result<()> {
+        let c = self.get(what)?;
+        if !c.state.paused {
+            return Err(ContainerError::NotPaused(c.id));
+        }
+        self.freeze(&c, false)?;
+        self.update(&c.id, |s| s.paused = false)?;
+        Ok(())
+    }
+
+    fn freeze(&self, c: &Container, frozen: bool) -> Result<()> {
+        if c.config.wasm {
+            send(
+                c.state.pid,
+                if frozen { libc::SIGSTOP } else { libc::SIGCONT },
+            );
+            // Returns once the monitor is stopped (or running again), as a
+            // freezer's pause returns once frozen.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while process_stopped(c.state.pid) != Some(frozen) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        } else {
+            Ok(crate::exec::linux::freeze(
+                &self.store,
+                &short_id(&c.id),
+                frozen,
+            )?)
+        }
     }
 
     /// Stops (if running) and starts the container again.
@@ -1548,6 +1611,13 @@ fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)?;
     f.sync_data()?;
     Ok(())
+}
+
+/// Whether process `pid` is stopped by a signal (None: it is gone).
+fn process_stopped(pid: u32) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    Some(state == "T")
 }
 
 /// Replaces `path` with `bytes`: temp file beside it, fsync, rename.

@@ -252,6 +252,7 @@ impl Run<'_> {
         let marked = self.cs.update(id, |s| {
             s.status = Status::Running;
             s.pid = std::process::id();
+            s.paused = false;
             s.started_at = now_ns();
         });
         let prepared = match (prepared, marked) {
@@ -272,6 +273,7 @@ impl Run<'_> {
         let _ = self.cs.update(id, |s| {
             s.status = Status::Exited;
             s.pid = 0;
+            s.paused = false;
             s.exit_code = code;
             s.finished_at = now_ns();
             if !error.is_empty() && s.error.is_empty() {
@@ -287,6 +289,7 @@ impl Run<'_> {
         let _ = self.cs.update(&self.c.id, |s| {
             s.status = Status::Exited;
             s.pid = 0;
+            s.paused = false;
             s.exit_code = code;
             s.error = e.to_string();
             s.finished_at = now_ns();
@@ -433,6 +436,7 @@ impl Run<'_> {
             let _ = cs.update(&c.id, |s| {
                 s.status = Status::Exited;
                 s.pid = 0;
+                s.paused = false;
                 s.exit_code = code;
                 s.finished_at = now_ns();
                 s.stop_requested = true;

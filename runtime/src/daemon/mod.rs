@@ -131,7 +131,9 @@ impl From<ContainerError> for Failure {
             ContainerError::NotFound(_) => StatusCode::NOT_FOUND,
             ContainerError::NameInUse { .. }
             | ContainerError::Running(_)
-            | ContainerError::NotRunning(_) => StatusCode::CONFLICT,
+            | ContainerError::NotRunning(_)
+            | ContainerError::AlreadyPaused(_)
+            | ContainerError::NotPaused(_) => StatusCode::CONFLICT,
             ContainerError::Ambiguous(_)
             | ContainerError::InvalidName(_)
             | ContainerError::Invalid(_)
@@ -369,6 +371,8 @@ impl Api {
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
             (&Method::POST, ["containers", id, "rename"]) => self.rename(id, &q).await,
             (&Method::GET, ["containers", id, "top"]) => self.top(id, &q).await,
+            (&Method::POST, ["containers", id, "pause"]) => self.pause(id, true).await,
+            (&Method::POST, ["containers", id, "unpause"]) => self.pause(id, false).await,
             (&Method::POST, ["containers", id, "exec"]) => {
                 exec::create(&self.containers, &self.execs, id, req).await
             }
@@ -863,6 +867,17 @@ impl Api {
             StatusCode::OK,
             &json!({ "Titles": t.titles, "Processes": t.processes }),
         )
+    }
+
+    /// `POST /containers/{id}/pause` and `/unpause`.
+    async fn pause(&self, id: &str, pause: bool) -> Reply {
+        let (cs, id) = (self.containers.clone(), id.to_owned());
+        blocking(move || match pause {
+            true => Ok(cs.pause(&id)?),
+            false => Ok(cs.unpause(&id)?),
+        })
+        .await?;
+        no_content()
     }
 
     /// `POST /containers/{id}/rename?name=NEW`.
@@ -1416,7 +1431,7 @@ fn matches_filters(c: &container::Container, filters: &Value) -> bool {
             || wanted.iter().any(|w| match key.as_str() {
                 "id" => c.id.starts_with(w.as_str()),
                 "name" => c.name.contains(w.trim_start_matches('/')),
-                "status" => c.state.status.as_str() == w,
+                "status" => container::docker::state_name(&c.state) == w,
                 "label" => match w.split_once('=') {
                     Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
                     None => c.config.labels.contains_key(w),

@@ -1137,6 +1137,21 @@ fn overlays_dir(store: &Store) -> PathBuf {
     store.root().join("wharf/overlays")
 }
 
+/// Freezes (or thaws) every process of the running container `id` (12
+/// hex digits) through its cgroup's freezer, as `runc pause` and `runc
+/// resume` do.
+pub fn freeze(store: &Store, id: &str, frozen: bool) -> Result<(), RunError> {
+    let state = store.root().join("wharf/run").join(id);
+    let failed = |e: libcontainer::error::LibcontainerError| {
+        RunError::Unsupported(format!(
+            "container {id}: cannot {}: {e}",
+            if frozen { "pause" } else { "unpause" }
+        ))
+    };
+    let mut c = libcontainer::container::Container::load(state).map_err(failed)?;
+    if frozen { c.pause() } else { c.resume() }.map_err(failed)
+}
+
 /// Sends `signal` to every process in the cgroup of container `id` (its
 /// v1 controllers and v2), as `kill` does to a Linux container. Returns
 /// how many processes were signalled.
