@@ -116,6 +116,8 @@ enum Command {
     Unpause(commands::container::Many),
     /// Show the processes of a running container.
     Top(commands::container::One),
+    /// Show containers' CPU, memory and processes.
+    Stats(commands::container::StatsArgs),
     /// Remove containers.
     Rm(commands::container::RmArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -187,6 +189,7 @@ pub fn main_full() -> ExitCode {
         Command::Pause(a) => commands::container::pause(&store, a),
         Command::Unpause(a) => commands::container::unpause(&store, a),
         Command::Top(a) => commands::container::top(&store, a),
+        Command::Stats(a) => commands::container::stats(&store, a),
         Command::Rm(a) => commands::container::rm(&store, a),
         Command::Wait(a) => commands::container::wait(&store, a),
         Command::Ps(a) => commands::container::ps(&store, a),

@@ -437,6 +437,36 @@ fn the_docker_cli_drives_linux_containers() {
     eventually("the service to start", || {
         d.docker_ok(&["logs", "svc"]).contains("up")
     });
+    // docker stats: a busy container's CPU, its memory against its limit.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "-m",
+        "64m",
+        "bb",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    let stats = d.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}",
+        "hog",
+    ]);
+    let words: Vec<&str> = stats.split_whitespace().collect();
+    assert_eq!(
+        (words.len(), words[0], words[4]),
+        (6, "hog", "64MiB"),
+        "{stats}"
+    );
+    let cpu: f64 = words[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 10.0, "a busy loop's CPU: {stats}");
+    assert!(words[2] != "0B" && words[5] == "1", "{stats}");
+    d.docker_ok(&["rm", "-f", "hog"]);
     // docker pause freezes the container's cgroup; unpause thaws it.
     let id = d.docker_ok(&["inspect", "--format", "{{.Id}}", "svc"]);
     let freezer = format!("/sys/fs/cgroup/freezer/wharf/{}/freezer.state", &id[..12]);

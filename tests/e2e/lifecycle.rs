@@ -71,6 +71,18 @@ fn detached_containers_run_log_stop_and_are_removed() {
         top.starts_with("UID") && top.trim_end().ends_with("/probe.wasm tick 0 50"),
         "{top}"
     );
+    // stats: the guest's monitor, its memory and threads.
+    let stats = env.wharf(&["stats", "--no-stream", "ticker"]).ok().stdout;
+    let row: Vec<&str> = stats
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.len(), 8, "{stats}");
+    assert_eq!((row[0], row[1]), (&id[..12], "ticker"), "{stats}");
+    assert!(row[2].ends_with('%') && row[3].ends_with("MiB"), "{stats}");
+    assert!(row[7].parse::<u32>().is_ok_and(|n| n >= 1), "{stats}");
     env.wharf(&["stop", "ticker"]).ok();
     assert_eq!(env.wharf(&["wait", "ticker"]).ok().stdout.trim(), "143");
     env.wharf(&["top", "ticker"]).fails(125, "is not running");

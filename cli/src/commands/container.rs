@@ -307,6 +307,92 @@ pub fn kill(store: &Store, a: KillArgs) -> anyhow::Result<i32> {
     for_each(&a.names.containers, |n| cs.kill(n, sig))
 }
 
+/// Arguments of `wharf stats`.
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// Print one reading and exit.
+    #[arg(long = "no-stream")]
+    no_stream: bool,
+    /// Containers (default: all running ones).
+    containers: Vec<String>,
+}
+
+/// `wharf stats`: CPU, memory and processes of containers, a reading a
+/// second (or one with `--no-stream`), as `docker stats` shows them.
+pub fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<i32> {
+    let cs = containers(store)?;
+    let list: Vec<container::Container> = if a.containers.is_empty() {
+        lib(cs.list())?
+            .into_iter()
+            .filter(|c| c.state.is_running())
+            .collect()
+    } else {
+        a.containers
+            .iter()
+            .map(|n| lib(cs.get(n)))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut before: Vec<_> = list.iter().map(|c| cs.stats_of(c)).collect();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        std::thread::sleep(Duration::from_millis(if a.no_stream { 500 } else { 1000 }));
+        let now: Vec<_> = list.iter().map(|c| cs.stats_of(c)).collect();
+        let mut rows = vec![[
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "PIDS",
+        ]
+        .map(str::to_owned)];
+        for ((c, n), b) in list.iter().zip(&now).zip(&before) {
+            let mem_percent = if n.memory_limit == 0 {
+                0.0
+            } else {
+                n.memory as f64 / n.memory_limit as f64 * 100.0
+            };
+            rows.push([
+                container::short_id(&c.id),
+                c.name.clone(),
+                format!("{:.2}%", n.cpu_percent_since(b)),
+                format!(
+                    "{} / {}",
+                    binary_size(n.memory),
+                    binary_size(n.memory_limit)
+                ),
+                format!("{mem_percent:.2}%"),
+                n.pids.to_string(),
+            ]);
+        }
+        if terminal && !a.no_stream {
+            // A fresh screen for each reading, as docker stats.
+            print!("\x1b[2J\x1b[H");
+        }
+        table(&rows)?;
+        if a.no_stream {
+            return Ok(0);
+        }
+        before = now;
+    }
+}
+
+/// Bytes in binary units, as `docker stats` writes them (`1.5MiB`).
+fn binary_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.2}{}", units[u])
+    }
+}
+
 /// `wharf pause`.
 pub fn pause(store: &Store, a: Many) -> anyhow::Result<i32> {
     let cs = containers(store)?;

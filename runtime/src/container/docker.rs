@@ -171,6 +171,31 @@ pub fn inspect(cs: &Containers, c: &Container) -> Value {
     })
 }
 
+/// One reading of `GET /containers/{id}/stats`, with the one before it
+/// (`precpu_stats`, from which clients compute the CPU share).
+pub fn stats(c: &Container, now: &super::stats::Sample, before: &super::stats::Sample) -> Value {
+    let cpu = |s: &super::stats::Sample| {
+        json!({
+            "cpu_usage": { "total_usage": s.cpu_ns, "usage_in_kernelmode": 0, "usage_in_usermode": 0 },
+            "system_cpu_usage": s.system_cpu_ns,
+            "online_cpus": s.online_cpus,
+            "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 },
+        })
+    };
+    json!({
+        "read": rfc3339_nanos(now.read_ns),
+        "preread": rfc3339_nanos(before.read_ns),
+        "pids_stats": { "current": now.pids },
+        "cpu_stats": cpu(now),
+        "precpu_stats": cpu(before),
+        "memory_stats": { "usage": now.memory, "limit": now.memory_limit, "stats": {} },
+        "blkio_stats": {},
+        "networks": {},
+        "name": format!("/{}", c.name),
+        "id": c.id,
+    })
+}
+
 /// One entry of `GET /containers/json` (and `docker ps --format json`).
 pub fn summary(c: &Container) -> Value {
     let (path, args) = command(c);

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod logs;
 mod monitor;
 mod server;
+pub mod stats;
 pub mod top;
 
 use std::collections::BTreeMap;
@@ -1338,6 +1339,25 @@ impl Containers {
                 ))
             })?;
         Ok(self.store.load_image(&descriptor, Some(&config.platform))?)
+    }
+
+    /// What a container uses now (`docker stats`); all zeros but the
+    /// host's figures when it is not running.
+    pub fn stats(&self, what: &str) -> Result<stats::Sample> {
+        let c = self.get(what)?;
+        Ok(self.stats_of(&c))
+    }
+
+    /// [`stats`](Self::stats) of a container already looked up.
+    pub fn stats_of(&self, c: &Container) -> stats::Sample {
+        if c.state.status != Status::Running || c.state.pid == 0 {
+            return stats::of_process(0, None);
+        }
+        if c.config.wasm {
+            stats::of_process(c.state.pid, c.config.memory)
+        } else {
+            stats::of_cgroup(&short_id(&c.id))
+        }
     }
 
     /// The processes of a running container (`docker top`). A Linux

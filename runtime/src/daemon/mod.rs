@@ -371,6 +371,7 @@ impl Api {
             (&Method::DELETE, ["containers", id]) => self.remove(id, &q).await,
             (&Method::POST, ["containers", id, "rename"]) => self.rename(id, &q).await,
             (&Method::GET, ["containers", id, "top"]) => self.top(id, &q).await,
+            (&Method::GET, ["containers", id, "stats"]) => self.stats(id, &q).await,
             (&Method::POST, ["containers", id, "pause"]) => self.pause(id, true).await,
             (&Method::POST, ["containers", id, "unpause"]) => self.pause(id, false).await,
             (&Method::POST, ["containers", id, "exec"]) => {
@@ -867,6 +868,48 @@ impl Api {
             StatusCode::OK,
             &json!({ "Titles": t.titles, "Processes": t.processes }),
         )
+    }
+
+    /// `GET /containers/{id}/stats?stream=&one-shot=`: one reading (with
+    /// one half a second before it, unless `one-shot`) or, by default, one
+    /// a second while the container runs.
+    async fn stats(&self, id: &str, q: &Query) -> Reply {
+        let cs = self.containers.clone();
+        let c = cs.get(id)?;
+        let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
+        let one_shot = q.flag("one-shot");
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        tokio::task::spawn_blocking(move || {
+            let line = |now: &container::stats::Sample, before: &container::stats::Sample| {
+                let mut v =
+                    serde_json::to_vec(&container::docker::stats(&c, now, before)).expect("json");
+                v.push(b'\n');
+                Bytes::from(v)
+            };
+            let mut before = cs.stats_of(&c);
+            if !stream {
+                let now = if one_shot {
+                    std::mem::take(&mut before)
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    cs.stats_of(&c)
+                };
+                let _ = tx.blocking_send(line(&now, &before));
+                return;
+            }
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Ok(current) = cs.get(&c.id) else {
+                    return;
+                };
+                let now = cs.stats_of(&current);
+                if tx.blocking_send(line(&now, &before)).is_err() || !current.state.is_running() {
+                    return;
+                }
+                before = now;
+            }
+        });
+        Ok(reply(StatusCode::OK, channel_body(rx), "application/json"))
     }
 
     /// `POST /containers/{id}/pause` and `/unpause`.
