@@ -54,16 +54,17 @@ for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
 # Compile the module once (as runwasi's figures are for a warm shim).
 "$WHARF" --root "$W/root" run --rm probe exit 0
 
-cat > "$W/burst.py" <<'EOF'
-import http.client, json, socket, sys, threading, time
-sock, n, c, peer, label = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+# The Docker Engine API over the daemon's socket, for the clients below.
+cat > "$W/api.py" <<'EOF'
+import http.client, json, socket
 
 class Conn(http.client.HTTPConnection):
-    def __init__(self):
+    def __init__(self, path):
         super().__init__("localhost")
+        self.path = path
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sock)
+        self.sock.connect(self.path)
 
 def call(conn, method, path, body=None):
     conn.request(method, "/v1.43" + path, body=json.dumps(body) if body else None,
@@ -73,12 +74,19 @@ def call(conn, method, path, body=None):
     if r.status >= 300:
         raise RuntimeError(f"{method} {path}: {r.status} {data!r}")
     return json.loads(data) if data else None
+EOF
+
+cat > "$W/burst.py" <<'EOF'
+import os, sys, threading, time
+sys.path.insert(0, os.path.dirname(__file__))
+from api import Conn, call
+sock, n, c, peer, label = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 
 todo = list(range(n))
 lock = threading.Lock()
 codes = []
 def worker():
-    conn = Conn()
+    conn = Conn(sock)
     while True:
         with lock:
             if not todo:
@@ -113,26 +121,15 @@ rm -f "$SOCK"
 "$WHARF" --root "$W/root" daemon --host "unix://$SOCK" 2>/dev/null &
 DAEMON=$!
 for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
-python3 - "$SOCK" "$M" >"$W/api-ids" <<'EOF'
-import http.client, json, socket, sys
+python3 - "$SOCK" "$M" "$W" >"$W/api-ids" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[3])
+from api import Conn, call
 sock, m = sys.argv[1], int(sys.argv[2])
-class Conn(http.client.HTTPConnection):
-    def __init__(self):
-        super().__init__("localhost")
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sock)
-conn = Conn()
-def call(method, path, body=None):
-    conn.request(method, "/v1.43" + path, body=json.dumps(body) if body else None,
-                 headers={"Content-Type": "application/json"})
-    r = conn.getresponse()
-    data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return json.loads(data) if data else None
+conn = Conn(sock)
 for _ in range(m):
-    cid = call("POST", "/containers/create", {"Image": "probe", "Cmd": ["tick", "0", "600000"]})["Id"]
-    call("POST", f"/containers/{cid}/start")
+    cid = call(conn, "POST", "/containers/create", {"Image": "probe", "Cmd": ["tick", "0", "600000"]})["Id"]
+    call(conn, "POST", f"/containers/{cid}/start")
     print(cid)
 EOF
 for i in $(seq "$M"); do

@@ -358,8 +358,8 @@ pub fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<i32> {
                 format!("{:.2}%", n.cpu_percent_since(b)),
                 format!(
                     "{} / {}",
-                    binary_size(n.memory),
-                    binary_size(n.memory_limit)
+                    super::binary_size(n.memory),
+                    super::binary_size(n.memory_limit)
                 ),
                 format!("{mem_percent:.2}%"),
                 n.pids.to_string(),
@@ -374,22 +374,6 @@ pub fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         before = now;
-    }
-}
-
-/// Bytes in binary units, as `docker stats` writes them (`1.5MiB`).
-fn binary_size(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.2}{}", units[u])
     }
 }
 

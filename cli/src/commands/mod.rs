@@ -40,20 +40,34 @@ pub fn parse_opt<T>(
 /// A size as Docker prints it: decimal units, up to three decimals
 /// (`1.5MB`, `812B`).
 pub fn human_size(size: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut s = size as f64;
+    match scaled(size, 1000.0, &["B", "kB", "MB", "GB", "TB"]) {
+        (_, "B") => format!("{size}B"),
+        (v, unit) => {
+            let text = format!("{v:.3}");
+            format!("{}{unit}", text.trim_end_matches('0').trim_end_matches('.'))
+        }
+    }
+}
+
+/// A size as `docker stats` prints it: binary units, two decimals
+/// (`1.50MiB`, `812B`).
+pub fn binary_size(size: u64) -> String {
+    match scaled(size, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"]) {
+        (_, "B") => format!("{size}B"),
+        (v, unit) => format!("{v:.2}{unit}"),
+    }
+}
+
+/// `size` in the largest of `units` (each `step` times the one before)
+/// that keeps it at 1 or more.
+fn scaled(size: u64, step: f64, units: &[&'static str]) -> (f64, &'static str) {
+    let mut v = size as f64;
     let mut u = 0;
-    while s >= 1000.0 && u < units.len() - 1 {
-        s /= 1000.0;
+    while v >= step && u < units.len() - 1 {
+        v /= step;
         u += 1;
     }
-    if u == 0 {
-        format!("{size}B")
-    } else {
-        let text = format!("{s:.3}");
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        format!("{text}{}", units[u])
-    }
+    (v, units[u])
 }
 
 /// An environment from `--env-file` files, then `-e` values (`KEY=VALUE`,
@@ -79,4 +93,19 @@ pub fn env_from(
         }
     }
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_docker_prints_them() {
+        assert_eq!(human_size(812), "812B");
+        assert_eq!(human_size(1_500_000), "1.5MB");
+        assert_eq!(human_size(2_000), "2kB");
+        assert_eq!(binary_size(812), "812B");
+        assert_eq!(binary_size(64 << 20), "64.00MiB");
+        assert_eq!(binary_size(1536), "1.50KiB");
+    }
 }
