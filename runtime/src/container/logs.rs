@@ -108,12 +108,12 @@ struct Current {
 
 impl Current {
     /// Moves the full file aside (`path.1`, older ones one further, the
-    /// oldest beyond `max-file` dropped) and starts a new one.
+    /// oldest beyond `max-file` dropped) and starts a new one. The new
+    /// file replaces the full one in one rename, so `path` always exists
+    /// for readers that open it.
     fn rotate(&mut self) -> io::Result<()> {
         let keep = self.rotation.max_files.max(1);
-        if keep == 1 {
-            remove_if_there(&self.path)?;
-        } else {
+        if keep > 1 {
             remove_if_there(&rotated(&self.path, keep - 1))?;
             for n in (1..keep - 1).rev() {
                 match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
@@ -121,9 +121,21 @@ impl Current {
                     _ => {}
                 }
             }
-            std::fs::rename(&self.path, rotated(&self.path, 1))?;
+            std::fs::hard_link(&self.path, rotated(&self.path, 1))?;
         }
-        self.file = append_to(&self.path)?;
+        let mut fresh = self.path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        // (One a crash left behind is not ours to append to.)
+        remove_if_there(&fresh)?;
+        let file = fs_err::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&fresh)?
+            .into_parts()
+            .0;
+        std::fs::rename(&fresh, &self.path)?;
+        self.file = file;
         self.size = 0;
         Ok(())
     }
