@@ -204,6 +204,25 @@ fn the_docker_cli_drives_wasm_containers() {
         .spawn()
         .unwrap();
     eventually("ticks", || d.docker_ok(&["logs", "x"]).contains("tick 3"));
+    // docker logs --until: the CLI sends a timestamp; lines after it stay
+    // out, and a followed log ends there.
+    let stamped = d.docker_ok(&["logs", "-t", "x"]);
+    let at = stamped
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_once(' ')
+        .unwrap()
+        .0
+        .to_owned();
+    assert_eq!(
+        d.docker_ok(&["logs", "--until", &at, "x"]),
+        "tick 1\ntick 2\n"
+    );
+    assert_eq!(
+        d.docker_ok(&["logs", "--since", &at, "x"]).lines().next(),
+        Some("tick 2")
+    );
     d.docker_ok(&["stop", "x"]);
     let followed = follow.wait_with_output().unwrap();
     assert!(followed.status.success());

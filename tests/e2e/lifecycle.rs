@@ -59,6 +59,18 @@ fn detached_containers_run_log_stop_and_are_removed() {
         stamped.starts_with("20") && stamped.contains("Z tick 1"),
         "{stamped}"
     );
+    // --since and --until by the time a line was logged (its own
+    // timestamp: both bounds include it), and by a duration.
+    let second = stamped.lines().nth(1).unwrap();
+    let (at, text) = second.split_once(' ').unwrap();
+    let since = env.wharf(&["logs", "--since", at, "ticker"]).ok().stdout;
+    assert_eq!(since.lines().next(), Some(text), "{since}");
+    let until = env.wharf(&["logs", "--until", at, "ticker"]).ok().stdout;
+    assert_eq!(until, "tick 1\ntick 2\n");
+    let recent = env.wharf(&["logs", "--since", "1h", "ticker"]).ok().stdout;
+    assert!(recent.starts_with("tick 1\n"), "{recent}");
+    env.wharf(&["logs", "--since", "yesterday", "ticker"])
+        .fails(125, "invalid time \"yesterday\"");
 
     // The name is taken while the container exists.
     env.wharf(&["run", "-d", "--name", "ticker", "probe", "exit", "0"])

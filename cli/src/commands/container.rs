@@ -561,6 +561,13 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(short = 't', long)]
     timestamps: bool,
+    /// Only lines from this time on: an RFC 3339 time, a Unix timestamp,
+    /// or a duration back from now (10m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only lines up to this time (as --since).
+    #[arg(long)]
+    until: Option<String>,
     /// Container name or id.
     container: String,
 }
@@ -576,13 +583,31 @@ pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
                 .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?,
         ),
     };
+    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+        v.as_deref()
+            .map(|v| logs::parse_time(v, container::now_ns()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    let window = logs::Window {
+        since: time("since", &a.since)?,
+        until: time("until", &a.until)?,
+    };
     let path = cs.log_path(&id);
     let mut reader = logs::LogReader::open(&path, false)?;
     let mut first = reader.read_new()?;
+    first.retain(|e| window.contains(e));
     if let Some(n) = tail {
         first.drain(..first.len().saturating_sub(n));
     }
     let mut emit = |e: &logs::Entry| -> std::io::Result<()> {
+        if window.passed(e) {
+            // Past --until: the end of a followed log.
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        if !window.contains(e) {
+            return Ok(());
+        }
         let line = if a.timestamps {
             format!("{} {}", e.time, e.log)
         } else {
@@ -600,7 +625,11 @@ pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
         emit(e)?;
     }
     if a.follow {
-        lib(cs.follow(&id, &mut reader, false, &mut emit))?;
+        match cs.follow(&id, &mut reader, false, &mut emit) {
+            Err(container::ContainerError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            }
+            other => lib(other)?,
+        }
     }
     Ok(0)
 }

@@ -35,6 +35,95 @@ pub fn rfc3339_nanos(ns: u64) -> String {
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), ns % 1_000_000_000)
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time (`...Z`; offsets are
+/// not read), with its fraction of a second in nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let (clock, fraction) = match time.split('+').next()?.split_once('.') {
+        Some((c, f)) => (c, f),
+        None => (time.split('+').next()?, ""),
+    };
+    let mut t = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        let digits: String = fraction.chars().take(9).collect();
+        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some((days * 86400 + hh * 3600 + mm * 60 + ss, nanos))
+}
+
+/// A `--since`/`--until` time as Docker takes it, in ns since the epoch:
+/// an RFC 3339 time, a Unix timestamp (seconds, with an optional
+/// fraction), or a duration back from `now_ns` (`10m`, `1.5h`, `30s`).
+pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, String> {
+    let s = s.trim();
+    if let Some((secs, nanos)) = parse_rfc3339(s) {
+        return u64::try_from(secs)
+            .map(|secs| secs * 1_000_000_000 + u64::from(nanos))
+            .map_err(|_| format!("time {s:?} is before 1970"));
+    }
+    // Seconds and up to nine digits of fraction, read exactly (as a float
+    // they would lose the nanoseconds the docker CLI sends).
+    let (secs, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if !secs.is_empty() && digits(secs) && digits(fraction) && fraction.len() <= 9 {
+        let secs: u64 = secs.parse().map_err(|_| format!("invalid time {s:?}"))?;
+        let nanos: u64 = format!("{fraction:0<9}").parse().unwrap_or(0);
+        return Ok(secs * 1_000_000_000 + nanos);
+    }
+    crate::exec::parse_duration(s)
+        .map(|d| now_ns.saturating_sub(d.as_nanos() as u64))
+        .map_err(|_| {
+            format!("invalid time {s:?}: an RFC 3339 time, a Unix timestamp or a duration (10m)")
+        })
+}
+
+/// The entries between two times (`logs --since/--until`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Entries from this time on (ns since the epoch).
+    pub since: Option<u64>,
+    /// Entries up to this time.
+    pub until: Option<u64>,
+}
+
+impl Window {
+    /// Whether `e` was logged inside the window (an entry whose time
+    /// cannot be read is).
+    pub fn contains(&self, e: &Entry) -> bool {
+        let Some(t) = e.time_ns() else {
+            return true;
+        };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+
+    /// Whether `e` comes after the window: following can stop.
+    pub fn passed(&self, e: &Entry) -> bool {
+        matches!((self.until, e.time_ns()), (Some(u), Some(t)) if t > u)
+    }
+}
+
+impl Entry {
+    /// When it was logged, in ns since the epoch (None if unreadable).
+    pub fn time_ns(&self) -> Option<u64> {
+        let (secs, nanos) = parse_rfc3339(&self.time)?;
+        Some(u64::try_from(secs).ok()? * 1_000_000_000 + u64::from(nanos))
+    }
+}
+
 /// How a container's log is rotated: the json-file driver's `--log-opt`
 /// values `max-size` and `max-file`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -469,6 +558,48 @@ mod tests {
             let e = options(pairs).unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn times_parse_as_docker_takes_them_and_windows_select() {
+        let now = 1_700_000_600 * 1_000_000_000;
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.000000123Z", now),
+            Ok(1_700_000_000_000_000_123)
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", now),
+            Ok(1_700_000_000 * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_time("1700000000.5", now),
+            Ok(1_700_000_000_500_000_000)
+        );
+        assert_eq!(
+            parse_time("1700000000.000000123", now),
+            Ok(1_700_000_000_000_000_123)
+        );
+        assert_eq!(
+            parse_time("1700000000", now),
+            Ok(1_700_000_000 * 1_000_000_000)
+        );
+        assert_eq!(parse_time("10m", now), Ok(now - 600 * 1_000_000_000));
+        assert!(parse_time("yesterday", now)
+            .unwrap_err()
+            .contains("invalid time"));
+        let at = |ns: u64| Entry {
+            log: "x\n".into(),
+            stream: "stdout".into(),
+            time: rfc3339_nanos(ns),
+        };
+        let w = Window {
+            since: Some(100_000_000_000),
+            until: Some(200_000_000_000),
+        };
+        assert!(!w.contains(&at(99_999_999_999)) && !w.passed(&at(99_999_999_999)));
+        assert!(w.contains(&at(100_000_000_000)) && w.contains(&at(200_000_000_000)));
+        assert!(!w.contains(&at(200_000_000_001)) && w.passed(&at(200_000_000_001)));
+        assert!(Window::default().contains(&at(5)));
     }
 
     #[test]

@@ -971,11 +971,31 @@ impl Api {
                 .filter(|n| *n >= 0)
                 .map(|n| n as usize),
         };
+        // Unix timestamps as the docker CLI sends them; 0 is none.
+        let time = |k: &str| -> std::result::Result<Option<u64>, Failure> {
+            match q.get(k).filter(|v| !v.is_empty() && *v != "0") {
+                None => Ok(None),
+                Some(v) => logs::parse_time(v, container::now_ns())
+                    .map(Some)
+                    .map_err(|e| bad_request(format!("logs {k}: {e}"))),
+            }
+        };
+        let window = logs::Window {
+            since: time("since")?,
+            until: time("until")?,
+        };
         let tty = c.config.tty;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::task::spawn_blocking(move || {
             let send = |e: &logs::Entry| -> std::io::Result<()> {
-                if (e.stream == "stderr" && !stderr) || (e.stream != "stderr" && !stdout) {
+                if window.passed(e) {
+                    // Past `until`: the end of a followed stream.
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                if (e.stream == "stderr" && !stderr)
+                    || (e.stream != "stderr" && !stdout)
+                    || !window.contains(e)
+                {
                     return Ok(());
                 }
                 let text = if timestamps {
@@ -997,6 +1017,7 @@ impl Api {
             let Ok(mut first) = reader.read_new() else {
                 return;
             };
+            first.retain(|e| window.contains(e));
             if let Some(n) = tail {
                 first.drain(..first.len().saturating_sub(n));
             }
@@ -1488,22 +1509,7 @@ fn matches_filters(c: &container::Container, filters: &Value) -> bool {
 /// Seconds since the epoch of an RFC 3339 UTC time (`...Z`), as images
 /// record their creation.
 fn parse_rfc3339_secs(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.trim_end_matches('Z');
-    let time = time.split(['.', '+']).next()?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+    logs::parse_rfc3339(s).map(|(secs, _)| secs)
 }
 
 #[cfg(test)]
