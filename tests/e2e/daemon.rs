@@ -232,6 +232,11 @@ fn the_docker_cli_drives_wasm_containers() {
         "{followed}"
     );
     assert_eq!(d.docker_ok(&["wait", "x"]).trim(), "143");
+    // A status filter lists stopped containers without -a, as Docker's.
+    assert_eq!(
+        d.docker_ok(&["ps", "-f", "status=exited", "--format", "{{.Names}}"]),
+        "x\n"
+    );
     let state = d.docker_ok(&[
         "inspect",
         "--format",

@@ -157,6 +157,19 @@ fn rename_moves_a_running_containers_name() {
         .fails(125, "invalid container name");
     env.wharf(&["rename", "new", "new"])
         .fails(125, "already named new");
+    // ps --filter: a status filter lists stopped containers without -a.
+    let exited = env.wharf(&["ps", "-f", "status=exited"]).ok().stdout;
+    assert!(
+        exited.contains(" other") && !exited.contains(" new"),
+        "{exited}"
+    );
+    let named = env.wharf(&["ps", "-a", "-f", "name=ne"]).ok().stdout;
+    assert!(
+        named.contains(" new") && !named.contains(" other"),
+        "{named}"
+    );
+    env.wharf(&["ps", "-f", "color=red"])
+        .fails(125, "invalid filter \"color\"");
     env.wharf(&["rename", "nobody", "x"])
         .fails(125, "no such container: nobody");
     assert_eq!(inspect(&env, &id[..12])["Name"], "/new");

@@ -448,14 +448,23 @@ pub struct PsArgs {
     /// `json`: one JSON object per container.
     #[arg(long)]
     format: Option<String>,
+    /// Only containers that match KEY=VALUE (id, name, status, label,
+    /// ancestor); a status filter lists stopped ones too.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filters: Vec<String>,
 }
 
 /// `wharf ps`.
 pub fn ps(store: &Store, a: PsArgs) -> anyhow::Result<i32> {
     let cs = containers(store)?;
+    let mut filters = docker::Filters::default();
+    for f in &a.filters {
+        filters.add(f).map_err(anyhow::Error::msg)?;
+    }
+    let all = a.all || filters.implies_all();
     let list: Vec<_> = lib(cs.list())?
         .into_iter()
-        .filter(|c| a.all || c.state.is_running())
+        .filter(|c| (all || c.state.is_running()) && filters.matches(c))
         .collect();
     if a.quiet {
         for c in &list {

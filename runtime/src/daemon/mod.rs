@@ -769,10 +769,17 @@ impl Api {
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0);
-        let filters: Value = q
+        let json: Value = q
             .get("filters")
             .and_then(|f| serde_json::from_str(f).ok())
             .unwrap_or(Value::Null);
+        let mut filters = docker::Filters::default();
+        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
+            for v in filter_values(&json, key) {
+                filters.insert(key, &v);
+            }
+        }
+        let all = all || filters.implies_all();
         let cs = self.containers.clone();
         let v = blocking(move || {
             let mut out = Vec::new();
@@ -780,7 +787,7 @@ impl Api {
                 if !all && !c.state.is_running() {
                     continue;
                 }
-                if !matches_filters(&c, &filters) {
+                if !filters.matches(&c) {
                     continue;
                 }
                 out.push(docker::summary(&c));
@@ -1481,29 +1488,6 @@ fn filter_values(filters: &Value, key: &str) -> Vec<String> {
         Value::Object(o) => o.keys().cloned().collect(),
         _ => Vec::new(),
     }
-}
-
-/// Docker's `filters` of the container list: `id`, `name`, `status`,
-/// `label` (key or key=value).
-fn matches_filters(c: &container::Container, filters: &Value) -> bool {
-    let Some(map) = filters.as_object() else {
-        return true;
-    };
-    map.keys().all(|key| {
-        let wanted = filter_values(filters, key);
-        wanted.is_empty()
-            || wanted.iter().any(|w| match key.as_str() {
-                "id" => c.id.starts_with(w.as_str()),
-                "name" => c.name.contains(w.trim_start_matches('/')),
-                "status" => container::docker::state_name(&c.state) == w,
-                "label" => match w.split_once('=') {
-                    Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
-                    None => c.config.labels.contains_key(w),
-                },
-                "ancestor" => c.config.image == *w || c.config.image_id.contains(w.as_str()),
-                _ => true,
-            })
-    })
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`...Z`), as images
