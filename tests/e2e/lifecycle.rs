@@ -217,7 +217,7 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
             "--name",
             "chatty",
             "--log-opt",
-            "max-size=2k",
+            "max-size=8k",
             "--log-opt",
             "max-file=3",
             "probe",
@@ -243,16 +243,16 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
             .trim()
             .strip_prefix("tick ")
             .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n > 200)
+            .is_some_and(|n| n > 600)
     });
     env.wharf(&["stop", "chatty"]).ok();
     let followed = follow.wait_with_output().unwrap();
     let followed = consecutive_ticks(&String::from_utf8_lossy(&followed.stdout));
     assert_eq!(followed[0], 1);
-    // Three files of at most 2 KiB: the newest lines, up to the last.
+    // Three files of at most 8 KiB: the newest lines, up to the last.
     for f in ["log.json", "log.json.1", "log.json.2"] {
         let len = std::fs::metadata(dir.join(f)).unwrap().len();
-        assert!(len <= 2048, "{f}: {len} bytes");
+        assert!(len <= 8192, "{f}: {len} bytes");
     }
     assert!(!dir.join("log.json.3").exists());
     let kept = consecutive_ticks(&env.wharf(&["logs", "chatty"]).ok().stdout);
@@ -261,7 +261,7 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
     let v = inspect(&env, "chatty");
     assert_eq!(
         v["HostConfig"]["LogConfig"],
-        serde_json::json!({"Type": "json-file", "Config": {"max-size": "2k", "max-file": "3"}})
+        serde_json::json!({"Type": "json-file", "Config": {"max-size": "8k", "max-file": "3"}})
     );
     // Options the driver does not have, or without their partner, are
     // refused at create.
