@@ -347,11 +347,6 @@ pub fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<i32> {
         ]
         .map(str::to_owned)];
         for ((c, n), b) in list.iter().zip(&now).zip(&before) {
-            let mem_percent = if n.memory_limit == 0 {
-                0.0
-            } else {
-                n.memory as f64 / n.memory_limit as f64 * 100.0
-            };
             rows.push([
                 container::short_id(&c.id),
                 c.name.clone(),
@@ -361,7 +356,7 @@ pub fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<i32> {
                     super::binary_size(n.memory),
                     super::binary_size(n.memory_limit)
                 ),
-                format!("{mem_percent:.2}%"),
+                format!("{:.2}%", n.memory_percent()),
                 n.pids.to_string(),
             ]);
         }

@@ -15,6 +15,7 @@
 pub mod docker;
 pub mod logs;
 mod monitor;
+mod procfs;
 mod server;
 pub mod stats;
 pub mod top;
@@ -1215,7 +1216,8 @@ impl Containers {
             // Returns once the monitor is stopped (or running again), as a
             // freezer's pause returns once frozen.
             let deadline = Instant::now() + Duration::from_secs(2);
-            while process_stopped(c.state.pid) != Some(frozen) && Instant::now() < deadline {
+            let stopped = || procfs::stat(c.state.pid).map(|s| s.state == "T");
+            while stopped() != Some(frozen) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
             Ok(())
@@ -1351,7 +1353,7 @@ impl Containers {
     /// [`stats`](Self::stats) of a container already looked up.
     pub fn stats_of(&self, c: &Container) -> stats::Sample {
         if c.state.status != Status::Running || c.state.pid == 0 {
-            return stats::of_process(0, None);
+            return stats::of_host();
         }
         if c.config.wasm {
             stats::of_process(c.state.pid, c.config.memory)
@@ -1631,13 +1633,6 @@ fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)?;
     f.sync_data()?;
     Ok(())
-}
-
-/// Whether process `pid` is stopped by a signal (None: it is gone).
-fn process_stopped(pid: u32) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    Some(state == "T")
 }
 
 /// Replaces `path` with `bytes`: temp file beside it, fsync, rename.

@@ -97,7 +97,7 @@ impl Drop for MonitorServer {
 /// since only a single-threaded process may fork and go on running Rust
 /// in the child.
 pub fn run_monitor_server(store: &Store) -> Result<()> {
-    if threads()? != 1 {
+    if super::procfs::status("self", "Threads").as_deref() != Some("1") {
         return Err(io::Error::other("the monitor server must be single-threaded to fork").into());
     }
     let socket =
@@ -181,16 +181,6 @@ fn monitor_child(store: &Store, id: &str, handshake: OwnedFd, stderr: OwnedFd) -
             1
         }
     }
-}
-
-/// Threads of this process (`/proc/self/status`).
-fn threads() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| io::Error::other("no thread count in /proc/self/status"))
 }
 
 /// `fork(2)`: None in the child, the child's pid in the parent.

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::procfs;
+
 /// One reading of a container's use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -36,36 +38,30 @@ impl Sample {
         }
         cpu / system * f64::from(self.online_cpus.max(1)) * 100.0
     }
-}
 
-/// The host's side of a reading: time, CPU time of all CPUs, CPUs,
-/// memory.
-fn host(sample: &mut Sample) {
-    sample.read_ns = super::now_ns();
-    let ticks = rustix::param::clock_ticks_per_second().max(1);
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    if let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) {
-        let total: u64 = cpu
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum();
-        sample.system_cpu_ns = total.saturating_mul(1_000_000_000 / ticks);
+    /// Memory in use, in percent of its limit.
+    pub fn memory_percent(&self) -> f64 {
+        if self.memory_limit == 0 {
+            return 0.0;
+        }
+        self.memory as f64 / self.memory_limit as f64 * 100.0
     }
-    sample.online_cpus = stat
-        .lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .count() as u32;
-    sample.memory_limit = meminfo_total().unwrap_or(0);
 }
 
-fn meminfo_total() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+/// A reading with only the host's side: the time, the CPU time of all
+/// CPUs, the CPUs and the host's memory (the limit of a container that
+/// has none); what a container that is not running uses.
+pub(crate) fn of_host() -> Sample {
+    let host = procfs::host();
+    Sample {
+        read_ns: super::now_ns(),
+        system_cpu_ns: host
+            .cpu_ticks
+            .saturating_mul(1_000_000_000 / procfs::ticks()),
+        online_cpus: host.cpus,
+        memory_limit: host.memory,
+        ..Sample::default()
+    }
 }
 
 /// A number in a cgroup file (its first word; `max` is None).
@@ -80,8 +76,7 @@ fn read_number(path: &Path) -> Option<u64> {
 
 /// The use of the Linux container whose cgroup is `wharf/<id>`.
 pub(crate) fn of_cgroup(id: &str) -> Sample {
-    let mut s = Sample::default();
-    host(&mut s);
+    let mut s = of_host();
     let root = Path::new("/sys/fs/cgroup");
     let v2 = root.join("wharf").join(id);
     if v2.join("cgroup.procs").exists() && v2.join("cpu.stat").exists() {
@@ -115,34 +110,15 @@ pub(crate) fn of_cgroup(id: &str) -> Sample {
 /// anonymous memory, threads), with the guest's memory limit (`--memory`)
 /// when it has one.
 pub(crate) fn of_process(pid: u32, memory_limit: Option<u64>) -> Sample {
-    let mut s = Sample::default();
-    host(&mut s);
-    let ticks = rustix::param::clock_ticks_per_second().max(1);
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime: fields 14 and 15 of proc(5), from field 3 on.
-        let field = |n: usize| {
-            f.get(n - 3)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        s.cpu_ns = (field(14) + field(15)).saturating_mul(1_000_000_000 / ticks);
+    let mut s = of_host();
+    if let Some(stat) = procfs::stat(pid) {
+        s.cpu_ns = (stat.utime + stat.stime).saturating_mul(1_000_000_000 / procfs::ticks());
     }
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        let value = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        };
-        // Anonymous memory: the guest's linear memory and the runtime's
-        // heap, not the executable's pages that every monitor shares.
-        s.memory = value("RssAnon:").unwrap_or(0) * 1024;
-        s.pids = value("Threads:").unwrap_or(0);
-    }
+    let number = |key: &str| procfs::status(pid, key).and_then(|v| v.parse::<u64>().ok());
+    // Anonymous memory: the guest's linear memory and the runtime's heap,
+    // not the executable's pages that every monitor shares.
+    s.memory = number("RssAnon").unwrap_or(0) * 1024;
+    s.pids = number("Threads").unwrap_or(0);
     if let Some(limit) = memory_limit {
         s.memory_limit = limit;
     }

@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::procfs;
+
 /// Column titles, as Docker's default `ps -ef`.
 pub const TITLES: [&str; 8] = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
 
@@ -31,7 +33,7 @@ pub(crate) fn processes(pids: impl IntoIterator<Item = u32>) -> Top {
 struct Clock {
     /// Clock ticks per second (`CLK_TCK`).
     ticks: u64,
-    /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
+    /// Boot time, seconds since the epoch.
     boot: u64,
     /// Now, seconds since the epoch.
     now: u64,
@@ -39,17 +41,9 @@ struct Clock {
 
 impl Clock {
     fn now() -> Clock {
-        let boot = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("btime "))
-                    .and_then(|b| b.trim().parse().ok())
-            })
-            .unwrap_or(0);
         Clock {
-            ticks: rustix::param::clock_ticks_per_second().max(1),
-            boot,
+            ticks: procfs::ticks(),
+            boot: procfs::host().boot,
             now: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -60,36 +54,24 @@ impl Clock {
 
 /// One process's row, or None when it is gone (or unreadable).
 fn row(pid: u32, clock: &Clock) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`: the name may hold spaces and parens.
-    let (head, rest) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields counted from `state` (field 3 of proc(5)) on.
-    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    let (ppid, tty_nr) = (field(4)?, field(7)?);
-    let cpu_ticks = field(14)? + field(15)?;
-    let started = clock.boot + field(22)? / clock.ticks;
-    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|u| u.split_whitespace().next().map(str::to_owned))?;
+    let stat = procfs::stat(pid)?;
+    let started = clock.boot + stat.starttime / clock.ticks;
+    let uid = procfs::status(pid, "Uid")?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmd = if cmdline.is_empty() {
-        format!("[{comm}]")
+        format!("[{}]", stat.comm)
     } else {
         String::from_utf8_lossy(cmdline.strip_suffix(&[0]).unwrap_or(&cmdline)).replace('\0', " ")
     };
-    let cpu_secs = cpu_ticks / clock.ticks;
+    let cpu_secs = (stat.utime + stat.stime) / clock.ticks;
     let alive = clock.now.saturating_sub(started).max(1);
     Some(vec![
         uid,
         pid.to_string(),
-        ppid.to_string(),
+        stat.ppid.to_string(),
         (cpu_secs * 100 / alive).min(999).to_string(),
         start_time(started, clock.now),
-        tty_name(tty_nr),
+        tty_name(stat.tty_nr),
         cpu_time(cpu_secs),
         cmd,
     ])
