@@ -15,7 +15,7 @@ pub fn status_line(c: &Container) -> String {
     let ago = |ns: u64| human_duration(now_ns().saturating_sub(ns));
     match s.status {
         Status::Created => "Created".into(),
-        Status::Running if s.paused => format!("Up {} (Paused)", ago(s.started_at)),
+        Status::Running if s.is_paused() => format!("Up {} (Paused)", ago(s.started_at)),
         Status::Running => format!("Up {}", ago(s.started_at)),
         Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at)),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at)),
@@ -84,7 +84,7 @@ impl Filters {
 
 /// Docker's name for a state: its status, or `paused`.
 pub fn state_name(s: &super::State) -> &'static str {
-    if s.paused && s.status == Status::Running {
+    if s.is_paused() {
         "paused"
     } else {
         s.status.as_str()
@@ -166,7 +166,7 @@ pub fn inspect(cs: &Containers, c: &Container) -> Value {
         "State": {
             "Status": state_name(s),
             "Running": s.status == Status::Running,
-            "Paused": s.paused,
+            "Paused": s.is_paused(),
             "Restarting": s.status == Status::Restarting,
             "OOMKilled": false,
             "Dead": s.status == Status::Dead,

@@ -359,11 +359,17 @@ pub struct State {
     pub restart_count: u32,
     /// Stopped or killed by hand: the restart policy does not apply.
     pub stop_requested: bool,
-    /// Suspended by `pause` (while running).
+    /// Suspended by `pause`: it holds for the run that was paused, and
+    /// is cleared when the next run starts (see [`State::is_paused`]).
     pub paused: bool,
 }
 
 impl State {
+    /// Paused now: the run that was paused still runs.
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.status == Status::Running
+    }
+
     /// Running or about to run again.
     pub fn is_running(&self) -> bool {
         matches!(self.status, Status::Running | Status::Restarting)
@@ -927,7 +933,6 @@ impl Containers {
                     s.error = "the container's monitor process ended unexpectedly".into();
                 }
                 s.pid = 0;
-                s.paused = false;
                 s.finished_at = now_ns();
             }
         })
@@ -1075,7 +1080,7 @@ impl Containers {
         }
         // A frozen process could not act on the signal: it is resumed
         // first (also for stop, restart and rm -f, which kill).
-        if c.state.paused {
+        if c.state.is_paused() {
             self.unpause(&c.id)?;
         }
         if signal == libc::SIGKILL {
@@ -1188,7 +1193,7 @@ impl Containers {
         if c.state.status != Status::Running || c.state.pid == 0 {
             return Err(ContainerError::NotRunning(c.id));
         }
-        if c.state.paused {
+        if c.state.is_paused() {
             return Err(ContainerError::AlreadyPaused(c.id));
         }
         self.freeze(&c, true)?;
@@ -1199,7 +1204,7 @@ impl Containers {
     /// Resumes a paused container (`docker unpause`).
     pub fn unpause(&self, what: &str) -> Result<()> {
         let c = self.get(what)?;
-        if !c.state.paused {
+        if !c.state.is_paused() {
             return Err(ContainerError::NotPaused(c.id));
         }
         self.freeze(&c, false)?;

@@ -273,7 +273,6 @@ impl Run<'_> {
         let _ = self.cs.update(id, |s| {
             s.status = Status::Exited;
             s.pid = 0;
-            s.paused = false;
             s.exit_code = code;
             s.finished_at = now_ns();
             if !error.is_empty() && s.error.is_empty() {
@@ -289,7 +288,6 @@ impl Run<'_> {
         let _ = self.cs.update(&self.c.id, |s| {
             s.status = Status::Exited;
             s.pid = 0;
-            s.paused = false;
             s.exit_code = code;
             s.error = e.to_string();
             s.finished_at = now_ns();
@@ -436,7 +434,6 @@ impl Run<'_> {
             let _ = cs.update(&c.id, |s| {
                 s.status = Status::Exited;
                 s.pid = 0;
-                s.paused = false;
                 s.exit_code = code;
                 s.finished_at = now_ns();
                 s.stop_requested = true;
