@@ -593,30 +593,16 @@ pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
     };
-    let window = logs::Window {
-        since: time("since", &a.since)?,
-        until: time("until", &a.until)?,
+    let query = logs::Query {
+        tail,
+        window: logs::Window {
+            since: time("since", &a.since)?,
+            until: time("until", &a.until)?,
+        },
+        follow: a.follow,
     };
-    let path = cs.log_path(&id);
-    let mut reader = logs::LogReader::open(&path, false)?;
-    let mut first = reader.read_new()?;
-    first.retain(|e| window.contains(e));
-    if let Some(n) = tail {
-        first.drain(..first.len().saturating_sub(n));
-    }
-    let mut emit = |e: &logs::Entry| -> std::io::Result<()> {
-        if window.passed(e) {
-            // Past --until: the end of a followed log.
-            return Err(std::io::ErrorKind::BrokenPipe.into());
-        }
-        if !window.contains(e) {
-            return Ok(());
-        }
-        let line = if a.timestamps {
-            format!("{} {}", e.time, e.log)
-        } else {
-            e.log.clone()
-        };
+    lib(cs.read_log(&id, &query, &mut |e| {
+        let line = e.text(a.timestamps);
         if e.stream == "stderr" {
             std::io::stderr().write_all(line.as_bytes())
         } else {
@@ -624,17 +610,7 @@ pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
             out.write_all(line.as_bytes())?;
             out.flush()
         }
-    };
-    for e in &first {
-        emit(e)?;
-    }
-    if a.follow {
-        match cs.follow(&id, &mut reader, false, &mut emit) {
-            Err(container::ContainerError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            }
-            other => lib(other)?,
-        }
-    }
+    }))?;
     Ok(0)
 }
 

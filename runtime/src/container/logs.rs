@@ -91,6 +91,20 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, String> {
         })
 }
 
+/// Which entries of a log [`Containers::read_log`](super::Containers::read_log)
+/// gives: the last `tail` (all for None) of those inside `window`, then,
+/// with `follow`, those that come until the container stops or one is
+/// past the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Only the last N of the entries already there.
+    pub tail: Option<usize>,
+    /// Only the entries logged between two times.
+    pub window: Window,
+    /// Go on with new entries while the container runs.
+    pub follow: bool,
+}
+
 /// The entries between two times (`logs --since/--until`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
@@ -117,6 +131,15 @@ impl Window {
 }
 
 impl Entry {
+    /// Its text, after its time and a space with `timestamps` (`logs -t`).
+    pub fn text(&self, timestamps: bool) -> String {
+        if timestamps {
+            format!("{} {}", self.time, self.log)
+        } else {
+            self.log.clone()
+        }
+    }
+
     /// When it was logged, in ns since the epoch (None if unreadable).
     pub fn time_ns(&self) -> Option<u64> {
         let (secs, nanos) = parse_rfc3339(&self.time)?;

@@ -1498,6 +1498,46 @@ impl Containers {
         }
     }
 
+    /// Passes the entries of container `id`'s log that `query` selects to
+    /// `emit` (`logs`, for the CLI and the API). An error from `emit`
+    /// (the reader went away) ends it.
+    pub fn read_log(
+        &self,
+        id: &str,
+        query: &logs::Query,
+        emit: &mut dyn FnMut(&logs::Entry) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let window = query.window;
+        let mut reader = logs::LogReader::open(&self.log_path(id), false)?;
+        let mut first = reader.read_new()?;
+        first.retain(|e| window.contains(e));
+        if let Some(n) = query.tail {
+            first.drain(..first.len().saturating_sub(n));
+        }
+        for e in &first {
+            emit(e)?;
+        }
+        if !query.follow {
+            return Ok(());
+        }
+        let mut past = false;
+        let followed = self.follow(id, &mut reader, false, &mut |e| {
+            if window.passed(e) {
+                // An entry past `until` ends a followed log.
+                past = true;
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            match window.contains(e) {
+                true => emit(e),
+                false => Ok(()),
+            }
+        });
+        match followed {
+            Err(_) if past => Ok(()),
+            other => other,
+        }
+    }
+
     /// Passes every entry `reader` gets to `emit` until the container is
     /// no longer running (or is removed), then returns. With
     /// `wait_for_start`, a container not yet started is waited for

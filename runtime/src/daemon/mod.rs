@@ -968,7 +968,6 @@ impl Api {
                 "you must choose at least one stream (stdout or stderr)",
             ));
         }
-        let follow = q.flag("follow");
         let timestamps = q.flag("timestamps");
         let tail: Option<usize> = match q.get("tail") {
             None | Some("all") | Some("") => None,
@@ -987,29 +986,22 @@ impl Api {
                     .map_err(|e| bad_request(format!("logs {k}: {e}"))),
             }
         };
-        let window = logs::Window {
-            since: time("since")?,
-            until: time("until")?,
+        let query = logs::Query {
+            tail,
+            window: logs::Window {
+                since: time("since")?,
+                until: time("until")?,
+            },
+            follow: q.flag("follow"),
         };
         let tty = c.config.tty;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::task::spawn_blocking(move || {
-            let send = |e: &logs::Entry| -> std::io::Result<()> {
-                if window.passed(e) {
-                    // Past `until`: the end of a followed stream.
-                    return Err(std::io::ErrorKind::BrokenPipe.into());
-                }
-                if (e.stream == "stderr" && !stderr)
-                    || (e.stream != "stderr" && !stdout)
-                    || !window.contains(e)
-                {
+            let _ = cs.read_log(&c.id, &query, &mut |e| {
+                if (e.stream == "stderr" && !stderr) || (e.stream != "stderr" && !stdout) {
                     return Ok(());
                 }
-                let text = if timestamps {
-                    format!("{} {}", e.time, e.log)
-                } else {
-                    e.log.clone()
-                };
+                let text = e.text(timestamps);
                 let bytes = if tty {
                     text.into_bytes()
                 } else {
@@ -1017,26 +1009,7 @@ impl Api {
                 };
                 tx.blocking_send(Bytes::from(bytes))
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-            };
-            let Ok(mut reader) = logs::LogReader::open(&cs.log_path(&c.id), false) else {
-                return;
-            };
-            let Ok(mut first) = reader.read_new() else {
-                return;
-            };
-            first.retain(|e| window.contains(e));
-            if let Some(n) = tail {
-                first.drain(..first.len().saturating_sub(n));
-            }
-            for e in &first {
-                if send(e).is_err() {
-                    return;
-                }
-            }
-            if follow {
-                let mut send = send;
-                let _ = cs.follow(&c.id, &mut reader, false, &mut send);
-            }
+            });
         });
         Ok(reply(StatusCode::OK, channel_body(rx), stream_type(tty)))
     }
