@@ -213,7 +213,7 @@ pub struct AttachArgs {
     /// Keys that detach from the container's terminal, as Docker writes
     /// them: `ctrl-<x>` or a character, separated by commas (default
     /// ctrl-p,ctrl-q).
-    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = detach_keys)]
+    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = wharf::exec::tty::DetachKeys::parse)]
     detach_keys: Option<wharf::exec::tty::DetachKeys>,
     /// The container.
     container: String,
@@ -240,11 +240,6 @@ pub fn attach(store: &Store, a: AttachArgs) -> anyhow::Result<i32> {
         input,
         a.detach_keys.unwrap_or_default(),
     )
-}
-
-/// `--detach-keys`, checked when the command line is read.
-pub fn detach_keys(spec: &str) -> Result<wharf::exec::tty::DetachKeys, String> {
-    wharf::exec::tty::DetachKeys::parse(spec)
 }
 
 /// Copies the container's output to ours until it exits; its exit code.

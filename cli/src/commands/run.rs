@@ -105,7 +105,7 @@ pub struct Args {
     /// running (`ctrl-<x>` or a character, separated by commas; default
     /// ctrl-p,ctrl-q). Makes a container that outlives the command, as
     /// --name does.
-    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = super::container::detach_keys)]
+    #[arg(long = "detach-keys", value_name = "KEYS", value_parser = wharf::exec::tty::DetachKeys::parse)]
     detach_keys: Option<wharf::exec::tty::DetachKeys>,
     /// Platform to select from a multi-platform image.
     #[arg(long)]

@@ -888,8 +888,7 @@ impl Api {
         let (tx, rx) = mpsc::channel::<Bytes>(4);
         tokio::task::spawn_blocking(move || {
             let line = |now: &container::stats::Sample, before: &container::stats::Sample| {
-                let mut v =
-                    serde_json::to_vec(&container::docker::stats(&c, now, before)).expect("json");
+                let mut v = serde_json::to_vec(&docker::stats(&c, now, before)).expect("json");
                 v.push(b'\n');
                 Bytes::from(v)
             };

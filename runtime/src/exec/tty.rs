@@ -176,26 +176,20 @@ impl DetachKeys {
     pub fn scan(&mut self, typed: &[u8]) -> (Vec<u8>, bool) {
         let mut pass = Vec::with_capacity(typed.len() + self.held);
         for &k in typed {
-            if k == self.keys[self.held] {
-                self.held += 1;
-                if self.held == self.keys.len() {
-                    self.held = 0;
-                    return (pass, true);
+            if k != self.keys[self.held] {
+                // Not the sequence after all: what was held goes on, and
+                // this key may start it afresh.
+                pass.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+                if k != self.keys[0] {
+                    pass.push(k);
+                    continue;
                 }
-                continue;
             }
-            // Not the sequence after all: what was held goes on, and this
-            // key may start it afresh.
-            pass.extend_from_slice(&self.keys[..self.held]);
-            self.held = 0;
-            if k == self.keys[0] {
-                self.held = 1;
-                if self.keys.len() == 1 {
-                    self.held = 0;
-                    return (pass, true);
-                }
-            } else {
-                pass.push(k);
+            self.held += 1;
+            if self.held == self.keys.len() {
+                self.held = 0;
+                return (pass, true);
             }
         }
         (pass, false)
