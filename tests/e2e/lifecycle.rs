@@ -24,6 +24,13 @@ fn inspect(env: &Env, name: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// `wharf run -d ARGS...`, which must succeed: the new container's id.
+fn run_detached(env: &Env, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d"];
+    all.extend_from_slice(args);
+    env.wharf(&all).ok().stdout.trim().to_owned()
+}
+
 /// Polls `check` for up to 30 s (these machines are slow and shared:
 /// nothing here is a timing assertion, only a bound on a hang).
 #[track_caller]
@@ -40,12 +47,7 @@ fn detached_containers_run_log_stop_and_are_removed() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);
     env.probe();
-    let id = env
-        .wharf(&["run", "-d", "--name", "ticker", "probe", "tick", "0", "50"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = run_detached(&env, &["--name", "ticker", "probe", "tick", "0", "50"]);
     assert_eq!(id.len(), 64, "docker prints the full id: {id}");
     let ps = env.wharf(&["ps"]).ok().stdout;
     assert!(ps.contains("ticker") && ps.contains("Up"), "{ps}");
@@ -124,12 +126,7 @@ fn rename_moves_a_running_containers_name() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);
     env.probe();
-    let id = env
-        .wharf(&["run", "-d", "--name", "old", "probe", "tick", "0", "50"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = run_detached(&env, &["--name", "old", "probe", "tick", "0", "50"]);
     env.wharf(&["run", "-d", "--name", "other", "probe", "exit", "0"])
         .ok();
     env.wharf(&["rename", "old", "new"]).ok();
@@ -210,10 +207,9 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);
     env.probe();
-    let id = env
-        .wharf(&[
-            "run",
-            "-d",
+    let id = run_detached(
+        &env,
+        &[
             "--name",
             "chatty",
             "--log-opt",
@@ -224,11 +220,8 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
             "tick",
             "0",
             "5",
-        ])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        ],
+    );
     // A follower from the start sees every line once, through the
     // rotations.
     let follow = env
@@ -425,12 +418,7 @@ fn restart_policies_foreground_names_and_auto_remove() {
     assert!(!env.wharf(&["ps", "-a"]).ok().stdout.contains("fed"));
 
     // --rm: gone after it exits; wait still gets its code.
-    let id = env
-        .wharf(&["run", "-d", "--rm", "probe", "exit", "5"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = run_detached(&env, &["--rm", "probe", "exit", "5"]);
     eventually("the auto-removal", || {
         !env.wharf(&["ps", "-aq"]).stdout.contains(&id[..12])
     });

@@ -741,16 +741,26 @@ fn attach_joins_a_terminal_and_detach_keys_detach() {
         crate::lifecycle::eventually(what, || child.try_wait().unwrap().is_some());
         child.wait().unwrap()
     };
-    // A command typed through the attach runs; the detach keys end the
-    // attach, not the container. (Keys go once the attach has the
-    // terminal in raw mode, that is once the first command ran: typed
-    // ahead, the line discipline would take Ctrl-Q for flow control.)
-    let (child, mut keys) = at_terminal("attach a");
-    keys.write_all(b"echo via-$((20+22))\n").unwrap();
-    logged("a", "via-42");
-    keys.write_all(b"\x10\x11").unwrap();
-    assert!(ended(child, "the attach to detach").success());
-    running("a");
+    // `wharf ARGS` at a terminal: `command` typed runs (`output` reaches
+    // the log of `name`), then `detach` keys end the client, not the
+    // container. (Keys go once the client has the terminal in raw mode,
+    // that is once the command ran: typed ahead, the line discipline
+    // would take Ctrl-Q for flow control.)
+    let detaches = |args: &str, name: &str, command: &[u8], output: &str, detach: &[u8]| {
+        let (child, mut keys) = at_terminal(args);
+        keys.write_all(command).unwrap();
+        logged(name, output);
+        keys.write_all(detach).unwrap();
+        assert!(ended(child, &format!("{args} to detach")).success());
+        running(name);
+    };
+    detaches(
+        "attach a",
+        "a",
+        b"echo via-$((20+22))\n",
+        "via-42",
+        b"\x10\x11",
+    );
 
     // Other keys, in Docker's notation: Ctrl-P Ctrl-Q now reach the
     // shell, and Ctrl-A d detaches.
@@ -770,12 +780,13 @@ fn attach_joins_a_terminal_and_detach_keys_detach() {
     // `run -it --detach-keys` makes a container to leave running; its
     // terminal takes input from the next attach too (no StdinOnce for a
     // terminal, as with Docker).
-    let (child, mut keys) = at_terminal("run -it --detach-keys ctrl-x,x --name once bb sh");
-    keys.write_all(b"echo first-$((2+2))\n").unwrap();
-    logged("once", "first-4");
-    keys.write_all(b"\x18x").unwrap();
-    assert!(ended(child, "run -it to detach").success());
-    running("once");
+    detaches(
+        "run -it --detach-keys ctrl-x,x --name once bb sh",
+        "once",
+        b"echo first-$((2+2))\n",
+        "first-4",
+        b"\x18x",
+    );
     let (child, mut keys) = at_terminal("attach once");
     keys.write_all(b"echo second-$((3+3))\nexit 7\n").unwrap();
     let status = ended(child, "the attach to end with the container");
