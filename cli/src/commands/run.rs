@@ -155,6 +155,9 @@ pub type Linux<'a> = &'a dyn Fn(&Store, &Image, &RunOptions, &LinuxOptions) -> a
 /// `wharf run`, pulling a missing image first as `docker run` does, and
 /// running Linux images in the native backend.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
+    if a.wants_container() {
+        return run_container(store, a);
+    }
     let linux: Linux<'_> = &|store, image, options, linux| {
         let outcome = super::lib(exec::linux::run(store, image, options, linux))?;
         Ok(outcome.exit.code())
@@ -265,12 +268,15 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
     super::container::session(&cs, &c, &mut reader, c.config.open_stdin, keys)
 }
 
-/// `wharf run`, getting a missing image with `pull` and running a Linux
-/// image with `linux`.
+/// `wharf run` of a guest that lives as long as the command (not
+/// [`Args::wants_container`]), getting a missing image with `pull` and
+/// running a Linux image with `linux`.
+///
+/// Containers are left to [`run`]: the run-only `wharf` executable calls
+/// this function alone, so the container, log and registry code it would
+/// otherwise reach is not linked into it (decision 0008).
 pub fn run_with(store: &Store, a: Args, linux: Linux<'_>, pull: Pull<'_>) -> anyhow::Result<i32> {
-    if a.wants_container() {
-        return run_container(store, a);
-    }
+    debug_assert!(!a.wants_container(), "containers are run by `run`");
     let (image, args) = a
         .command
         .split_first()
