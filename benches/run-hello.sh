@@ -39,6 +39,15 @@ for bin in "$WHARF" "$BASELINE"; do
         exit 1
     fi
 done
+# The linker lays out `wharf`'s start-up path from cli/wharf.order; symbol
+# names change with the toolchain, so say how much of it still matches
+# (benches/order.sh rewrites it).
+if command -v nm >/dev/null; then
+    listed=$(grep -vc '^#' cli/wharf.order)
+    found=$(nm --defined-only "$WHARF" | awk '{print $3}' | sort -u \
+        | grep -Fxc -f <(grep -v '^#' cli/wharf.order) || true)
+    echo "cli/wharf.order: $found of $listed functions found in $WHARF"
+fi
 # hyperfine -N runs commands without a shell, from this directory; absolute
 # paths keep the printed commands unambiguous.
 WHARF=$(realpath "$WHARF")
