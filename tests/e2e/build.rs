@@ -220,6 +220,55 @@ CMD ["env"]
 }
 
 #[test]
+fn target_builds_the_named_stage_and_skips_later_ones() {
+    let env = Env::new();
+    let probe = std::fs::read(probe_wasm()).unwrap();
+    // The last stage would fail (its COPY source is missing): with
+    // --target it never runs.
+    let dockerfile = b"FROM scratch AS Base
+COPY probe.wasm /bin/probe.wasm
+ENTRYPOINT [\"/bin/probe.wasm\"]
+
+FROM base AS test
+COPY test.txt /test.txt
+
+FROM scratch
+COPY missing.txt /missing.txt
+";
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", dockerfile),
+            ("probe.wasm", &probe),
+            ("test.txt", b"T\n"),
+        ],
+    );
+    let ctx = ctx.to_str().unwrap();
+    env.wharf(&["build", "-t", "all", ctx])
+        .fails(125, "missing.txt");
+    // Stage names are case-insensitive, as Docker's.
+    let run = env
+        .wharf(&["build", "--target", "TEST", "-t", "t", ctx])
+        .ok();
+    assert!(run.stderr.contains("[5/5] COPY test.txt"), "{}", run.stderr);
+    assert!(!run.stderr.contains("missing"), "{}", run.stderr);
+    assert_eq!(
+        env.wharf(&["run", "t", "cat", "/test.txt"]).ok().stdout,
+        "T\n"
+    );
+    env.wharf(&["build", "--target", "base", "-t", "b", ctx])
+        .ok();
+    assert_eq!(
+        env.wharf(&["run", "b", "exists", "/test.txt"]).ok().stdout,
+        "no\n"
+    );
+    let before = env.store_state();
+    env.wharf(&["build", "--target", "nope", "-t", "n", ctx])
+        .fails(125, "target stage \"nope\" could not be found");
+    assert_eq!(env.store_state(), before, "a failed build changes nothing");
+}
+
+#[test]
 fn artifact_format_runs() {
     let env = Env::new();
     let ctx = examples().join("hello");

@@ -20,6 +20,10 @@ pub struct Args {
     /// Target platform (e.g. wasip1/wasm, wasip2/wasm).
     #[arg(long)]
     platform: Option<String>,
+    /// Build the stage of this name (`FROM ... AS NAME`) instead of the
+    /// last one; later stages do not run.
+    #[arg(long)]
+    target: Option<String>,
     /// Do not use the build cache.
     #[arg(long)]
     no_cache: bool,
@@ -74,6 +78,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
             Format::Artifact => OutputFormat::Artifact,
         },
         source_date_epoch,
+        target: a.target,
     };
     let quiet = a.quiet;
     let out = super::lib(wharf::build::build(store, &options, &mut |line| {

@@ -119,6 +119,9 @@ pub struct BuildOptions {
     pub format: OutputFormat,
     /// Timestamp for layers and history (`SOURCE_DATE_EPOCH`); 0 otherwise.
     pub source_date_epoch: Option<u64>,
+    /// The stage (`FROM ... AS NAME`, case-insensitive) whose image the
+    /// build makes; by default the last. Later stages do not run.
+    pub target: Option<String>,
 }
 
 /// The result of a build.
@@ -330,11 +333,12 @@ impl Builder<'_> {
                 message: "the Dockerfile has no FROM instruction".into(),
             });
         }
-        let total = ins.len() - i;
+        let end = self.stage_end(i)?;
+        let total = end - i;
         let mut n = 0;
         let mut vars: HashMap<String, String> = HashMap::new();
         let mut linux = false;
-        for ins in &ins[i..] {
+        for ins in &ins[i..end] {
             n += 1;
             self.steps += 1;
             let label = format!("[{n}/{total}] {}", ins.text);
@@ -409,6 +413,28 @@ impl Builder<'_> {
             .state
             .clone();
         self.finish(final_state)
+    }
+
+    /// Where the build stops: after the `--target` stage (its instructions
+    /// run up to the next FROM), or at the end. `first` is the first FROM.
+    fn stage_end(&self, first: usize) -> Result<usize> {
+        let ins = &self.df.instructions;
+        let Some(target) = &self.options.target else {
+            return Ok(ins.len());
+        };
+        let is_from = |i: &Instruction| matches!(i.kind, InstructionKind::From { .. });
+        let start = (first..ins.len())
+            .find(|&k| {
+                matches!(&ins[k].kind, InstructionKind::From { alias: Some(a), .. }
+                    if a.eq_ignore_ascii_case(target))
+            })
+            .ok_or_else(|| BuildError::Instruction {
+                step: self.file_label.clone(),
+                message: format!("target stage {target:?} could not be found"),
+            })?;
+        Ok((start + 1..ins.len())
+            .find(|&k| is_from(&ins[k]))
+            .unwrap_or(ins.len()))
     }
 
     fn expand(
