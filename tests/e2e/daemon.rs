@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::harness::{require, Env};
+use crate::harness::{probe_wasm, require, Env};
 use crate::lifecycle::{eventually, Cleanup};
 
 /// A running `wharf daemon` on a socket in the env's scratch directory.
@@ -417,6 +417,17 @@ fn the_docker_cli_drives_linux_containers() {
     assert_eq!(out, "box\n1\n0\n1\n2\n");
     let o = d.docker(&["run", "--rm", "bb", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9));
+    // docker build through the daemon: the RUN step runs in a container.
+    let ctx = env.context(
+        "bbctx",
+        &[(
+            "Dockerfile",
+            b"FROM bb\nRUN echo \"built in $(hostname)\" > /built\nCMD [\"cat\", \"/built\"]\n",
+        )],
+    );
+    d.docker_ok(&["build", "-t", "bb-built", ctx.to_str().unwrap()]);
+    let built = d.docker_ok(&["run", "--rm", "bb-built"]);
+    assert!(built.starts_with("built in "), "{built}");
     let fed = Command::new("sh")
         .args([
             "-c",
@@ -750,6 +761,114 @@ fn docker_run_and_exec_get_terminals() {
     let (status, body) = d.request("POST", "/v1.43/containers/idle/resize?h=10&w=10", b"");
     assert_eq!(status, 409, "{body}");
     d.docker_ok(&["rm", "-f", "box", "idle"]);
+}
+
+#[test]
+fn docker_build_and_the_python_sdk_build_through_the_api() {
+    if !require("docker") || !has_python_sdk() {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    let d = Daemon::start(&env);
+    let probe = std::fs::read(probe_wasm()).unwrap();
+    // The last stage fails: built only when no --target stops before it.
+    let dockerfile = b"ARG WHO=nobody
+FROM scratch AS app
+ARG WHO
+COPY probe.wasm /probe.wasm
+ENV WHO=${WHO}
+ENTRYPOINT [\"/probe.wasm\"]
+CMD [\"env\"]
+
+FROM app
+COPY missing.txt /missing.txt
+";
+    let ctx = env.context("ctx", &[("Dockerfile", dockerfile), ("probe.wasm", &probe)]);
+    let ctx = ctx.to_str().unwrap();
+
+    let out = d.docker_ok(&[
+        "build",
+        "--build-arg",
+        "WHO=cli",
+        "--target",
+        "app",
+        "-t",
+        "built:cli",
+        ctx,
+    ]);
+    assert!(out.contains("Successfully tagged built:cli"), "{out}");
+    let run = d.docker_ok(&["run", "--rm", "built:cli"]);
+    assert!(run.contains("WHO=cli\n"), "{run}");
+    let failed = d.docker(&["build", "-t", "built:all", ctx]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("\"missing.txt\" not found"), "{stderr}");
+
+    let before = env.store_state();
+    let (status, body) = d.request("POST", "/v1.43/build?t=x&pull=1", b"");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("pull is not supported"), "{body}");
+    assert_eq!(env.store_state(), before, "a refused build changes nothing");
+
+    let program = format!(
+        r#"
+import docker, io, tarfile
+c = docker.from_env()
+img, _ = c.images.build(path={ctx:?}, tag="built:py", buildargs={{"WHO": "py"}}, target="app")
+assert "built:py" in img.tags, img.tags
+out = c.containers.run("built:py", remove=True).decode()
+assert "WHO=py\n" in out, out
+try:
+    c.images.build(path={ctx:?}, tag="built:pyall")
+    raise SystemExit("the failing stage was built")
+except docker.errors.BuildError as e:
+    assert "missing.txt" in str(e), e
+
+def context(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data, link in files:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+            else:
+                info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+def error_of(files):
+    chunks = list(c.api.build(fileobj=context(files), custom_context=True, tag="evil", decode=True))
+    return chunks[-1].get("error", "")
+
+e = error_of([("Dockerfile", b"FROM scratch\n", None), ("../escaped", b"x", None)])
+assert "'..'" in e and "escaped" in e, e
+e = error_of([("Dockerfile", b"", "/etc/passwd")])
+assert e == "Cannot locate specified Dockerfile: Dockerfile", e
+print("ok")
+"#
+    );
+    let o = python(&d, &program);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let images = d.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(!images.contains("evil"), "{images}");
+    // The hostile contexts left nothing behind: no file escaped the
+    // context, and the temporary directories are gone.
+    let after = env.store_state();
+    assert!(
+        after.iter().all(|(p, _)| !p.contains("escaped")),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().all(|(p, _)| !p.contains("/tmp/build-")),
+        "{after:?}"
+    );
 }
 
 #[test]

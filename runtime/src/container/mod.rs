@@ -423,11 +423,12 @@ impl std::str::FromStr for WaitCondition {
 }
 
 /// The program (and leading arguments) that hosts container processes.
-/// It must understand three subcommands after `args`: `container-monitor
+/// It must understand four subcommands after `args`: `container-monitor
 /// ID` (runs [`run_monitor`]), `monitor-server` (runs
-/// [`run_monitor_server`]) and `exec [-i] [-e K=V]... [-w DIR] [-u USER]
-/// -- ID CMD...` (runs [`Containers::exec`]). The CLI names itself:
-/// `wharf-full --root ROOT`.
+/// [`run_monitor_server`]), `exec [-i] [-e K=V]... [-w DIR] [-u USER]
+/// -- ID CMD...` (runs [`Containers::exec`]) and `build` with the options
+/// [`Containers::build_command`] gives (runs [`crate::build::build`]). The
+/// CLI names itself: `wharf-full --root ROOT`.
 #[derive(Debug, Clone)]
 pub struct MonitorCommand {
     /// The executable.
@@ -1436,6 +1437,40 @@ impl Containers {
             c.arg("-u").arg(u);
         }
         c.arg("--").arg(id).args(&options.argv);
+        Ok(c)
+    }
+
+    /// A command that runs the build `options` describe through the host's
+    /// program, for a process that must not run a build's Linux RUN steps
+    /// itself (the daemon, with its threads). Its stderr carries the
+    /// progress lines, its stdout the image id. `format` and
+    /// `source_date_epoch` are the program's defaults.
+    pub fn build_command(
+        &self,
+        options: &crate::build::BuildOptions,
+    ) -> Result<std::process::Command> {
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        let mut c = monitor.command();
+        c.arg("build");
+        for t in &options.tags {
+            c.arg("-t").arg(t.to_string());
+        }
+        if let Some(f) = &options.dockerfile {
+            c.arg("-f").arg(f);
+        }
+        for (k, v) in &options.build_args {
+            c.arg("--build-arg").arg(format!("{k}={v}"));
+        }
+        if let Some(p) = &options.platform {
+            c.arg("--platform").arg(p);
+        }
+        if let Some(t) = &options.target {
+            c.arg("--target").arg(t);
+        }
+        if options.no_cache {
+            c.arg("--no-cache");
+        }
+        c.arg("--").arg(&options.context);
         Ok(c)
     }
 

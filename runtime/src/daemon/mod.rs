@@ -115,6 +115,7 @@ async fn serve_async(containers: Containers, socket: &Path) -> Result<(), Daemon
     }
 }
 
+mod build;
 mod exec;
 
 struct Api {
@@ -123,6 +124,7 @@ struct Api {
 }
 
 /// A failed request: a status and Docker's `{"message": ...}`.
+#[derive(Debug)]
 struct Failure(StatusCode, String);
 
 impl From<ContainerError> for Failure {
@@ -236,21 +238,29 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
 }
 
-/// Query parameters.
-struct Query(HashMap<String, String>);
+/// Query parameters. A key may repeat (`t` of a build); [`Query::get`]
+/// reads its first value, as Go's `FormValue` in Docker's daemon.
+struct Query(HashMap<String, Vec<String>>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Query {
-        let mut m = HashMap::new();
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
         for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.insert(percent_decode(k), percent_decode(v));
+            m.entry(percent_decode(k))
+                .or_default()
+                .push(percent_decode(v));
         }
         Query(m)
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
+        self.all(k).first().map(String::as_str)
+    }
+
+    /// Every value of `k`, in order.
+    fn all(&self, k: &str) -> &[String] {
+        self.0.get(k).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Docker's booleans: `1`, `true`, `True`; absent is false.
@@ -387,6 +397,7 @@ impl Api {
             }
             (&Method::POST, ["containers", "prune"]) => self.prune_containers().await,
             (&Method::POST, ["build", "prune"]) => self.prune_build_cache().await,
+            (&Method::POST, ["build"]) => build::build(&self.containers, &q, req).await,
             // Nothing to prune: wharf keeps no network or volume objects.
             (&Method::POST, ["networks", "prune"]) => {
                 json_reply(StatusCode::OK, &json!({ "NetworksDeleted": [] }))
