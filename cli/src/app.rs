@@ -128,6 +128,8 @@ enum Command {
     Logs(commands::container::LogsArgs),
     /// Run a command in a running Linux container.
     Exec(commands::container::ExecArgs),
+    /// Show what happens to containers and images, as it happens.
+    Events(commands::events::Args),
     /// Join a running container's output and input.
     Attach(commands::container::AttachArgs),
     /// Serve the Docker Engine API on a Unix socket.
@@ -195,6 +197,7 @@ pub fn main_full() -> ExitCode {
         Command::Ps(a) => commands::container::ps(&store, a),
         Command::Logs(a) => commands::container::logs(&store, a),
         Command::Exec(a) => commands::container::exec(&store, a),
+        Command::Events(a) => commands::events::run(&store, a),
         Command::Attach(a) => commands::container::attach(&store, a),
         Command::Daemon(a) => commands::daemon::run(&store, a),
         Command::System(c) => commands::system::run(&store, c),

@@ -37,6 +37,7 @@ pub mod build;
 pub mod container;
 pub mod daemon;
 pub mod digest;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod layer;

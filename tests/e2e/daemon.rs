@@ -872,6 +872,69 @@ print("ok")
 }
 
 #[test]
+fn docker_events_and_the_python_sdk_follow_events() {
+    if !require("docker") || !has_python_sdk() {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let d = Daemon::start(&env);
+    // Followed live through the SDK while the SDK makes them.
+    let o = python(
+        &d,
+        r#"
+import docker, threading, time
+c = docker.from_env()
+events = c.events(decode=True, filters={"type": "container"})
+def work():
+    time.sleep(0.5)
+    c.containers.run("probe", ["exit", "3"], name="evpy", detach=True).wait()
+    c.containers.get("evpy").remove()
+threading.Thread(target=work).start()
+seen = []
+for e in events:
+    seen.append(e["Action"] + ":" + e["Actor"]["Attributes"].get("exitCode", ""))
+    if e["Action"] == "destroy":
+        break
+print(" ".join(seen))
+"#,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "create: start: die:3 destroy:",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Replayed by the docker CLI; the CLI's own containers are there too.
+    env.wharf(&["run", "--name", "evcli", "probe", "exit", "0"])
+        .ok();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = d.docker_ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(out, "evpy 3\nevcli 0\n");
+    let (status, body) = d.request(
+        "GET",
+        "/v1.43/events?filters=%7B%22network%22%3A%5B%22x%22%5D%7D",
+        b"",
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
 fn api_errors_have_docker_shapes() {
     let env = Env::new();
     let d = Daemon::start(&env);

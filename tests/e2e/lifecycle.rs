@@ -577,3 +577,108 @@ fn system_prune_keeps_what_containers_use() {
         (Some(0), Some(0))
     );
 }
+
+/// Now, as a Unix timestamp: `--until` this replays what happened so far.
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+#[test]
+fn events_report_what_happened_to_containers_and_images() {
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let start = env
+        .wharf(&["events", "--since", "1h", "--until", &now()])
+        .ok();
+    assert!(start.stdout.contains(" image tag "), "{}", start.stdout);
+
+    // A follower started before anything happens sees it as it happens
+    // (by label: the container is renamed on the way).
+    let mut follower = env
+        .cmd(&["events", "--filter", "label=tier=a", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut actions = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let action = v["Action"].as_str().unwrap().to_owned();
+            actions.push((action.clone(), v["Actor"]["Attributes"].clone()));
+            if action == "destroy" {
+                break;
+            }
+        }
+        actions
+    });
+    // Events from before the follower opened the journal are not shown.
+    std::thread::sleep(Duration::from_millis(500));
+    run_detached(
+        &env,
+        &[
+            "--name", "ev", "--label", "tier=a", "probe", "tick", "0", "100",
+        ],
+    );
+    env.wharf(&["pause", "ev"]).ok();
+    env.wharf(&["unpause", "ev"]).ok();
+    env.wharf(&["rename", "ev", "ev2"]).ok();
+    env.wharf(&["stop", "ev2"]).ok();
+    env.wharf(&["rm", "ev2"]).ok();
+    eventually("the follower to see destroy", || lines.is_finished());
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let actions = lines.join().unwrap();
+    let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+    let all = [
+        "create", "start", "pause", "unpause", "rename", "kill", "die", "stop", "destroy",
+    ];
+    assert_eq!(names, all, "{actions:?}");
+    assert_eq!(actions[0].1["name"], "ev");
+    assert_eq!(actions[0].1["image"], "probe");
+    assert_eq!(actions[4].1["oldName"], "ev");
+    assert_eq!(actions[8].1["name"], "ev2");
+
+    // Everything, replayed with a filter by event.
+    let out = env
+        .wharf(&[
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            &now(),
+            "--filter",
+            "type=container",
+        ])
+        .ok()
+        .stdout;
+    let seen: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(seen, all, "{out}");
+    assert!(out.contains("oldName=ev,"), "{out}");
+    assert!(out.contains("exitCode=143"), "{out}");
+    let dies = env
+        .wharf(&[
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            &now(),
+            "-f",
+            "event=die",
+            "-f",
+            "event=destroy",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(dies.lines().count(), 2, "{dies}");
+    env.wharf(&["events", "--filter", "network=x"])
+        .fails(125, "invalid filter \"network\"");
+}

@@ -4,6 +4,7 @@ pub mod build;
 pub mod bundle;
 pub mod container;
 pub mod daemon;
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod load;

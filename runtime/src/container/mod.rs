@@ -719,7 +719,48 @@ impl Containers {
             return Err(e);
         }
         drop(store_lock);
+        self.record(&container, "create", &[]);
         Ok(container)
+    }
+
+    /// Records an event about `c` in the store's journal, with its name,
+    /// image and labels as attributes (as Docker's).
+    fn record(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let mut e = crate::events::Event::new("container", action, &c.id);
+        e.attributes = c.config.labels.clone();
+        e.attributes.insert("name".into(), c.name.clone());
+        e.attributes.insert("image".into(), c.config.image.clone());
+        for (k, v) in extra {
+            e.attributes.insert((*k).to_owned(), v.clone());
+        }
+        crate::events::Journal::of(&self.store).record(&e);
+    }
+
+    /// Records the events a state change makes: `start`, `die`, `pause`,
+    /// `unpause`.
+    fn record_change(&self, id: &str, before: &State, after: &State) {
+        let mut actions: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
+        if before.status == Status::Running && after.status != Status::Running {
+            actions.push(("die", vec![("exitCode", after.exit_code.to_string())]));
+        }
+        if after.status == Status::Running
+            && (before.status != Status::Running || before.started_at != after.started_at)
+        {
+            actions.push(("start", vec![]));
+        }
+        if !before.is_paused() && after.is_paused() {
+            actions.push(("pause", vec![]));
+        } else if before.is_paused() && !after.is_paused() && after.status == Status::Running {
+            actions.push(("unpause", vec![]));
+        }
+        if actions.is_empty() {
+            return;
+        }
+        if let Ok(c) = self.load_config(id) {
+            for (action, extra) in actions {
+                self.record(&c, action, &extra);
+            }
+        }
     }
 
     fn claim_name(&self, name: &str, id: &str) -> Result<()> {
@@ -900,6 +941,9 @@ impl Containers {
         if std::fs::read_to_string(&path).is_ok_and(|holder| holder == id) {
             let _ = fs_err::remove_file(&path);
         }
+        if recorded.is_ok() {
+            self.record(&c, "rename", &[("oldName", old.clone())]);
+        }
         recorded
     }
 
@@ -965,6 +1009,7 @@ impl Containers {
             &dir.join("state.json"),
             &serde_json::to_vec(&state).expect("serialisable"),
         )?;
+        self.record_change(id, &before, &state);
         Ok(state)
     }
 
@@ -1079,6 +1124,7 @@ impl Containers {
         if !c.state.is_running() || c.state.pid == 0 {
             return Err(ContainerError::NotRunning(c.id));
         }
+        self.record(&c, "kill", &[("signal", signal.to_string())]);
         // A frozen process could not act on the signal: it is resumed
         // first (also for stop, restart and rm -f, which kill).
         if c.state.is_paused() {
@@ -1146,6 +1192,7 @@ impl Containers {
             }
             self.wait_stopped(&c.id, Duration::from_secs(30))?;
         }
+        self.record(&c, "stop", &[]);
         Ok(true)
     }
 
@@ -1281,6 +1328,7 @@ impl Containers {
             _ => {}
         }
         self.store.release(&lease_holder(&c.id))?;
+        self.record(c, "destroy", &[]);
         Ok(())
     }
 

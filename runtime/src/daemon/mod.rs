@@ -407,6 +407,7 @@ impl Api {
                 &json!({ "VolumesDeleted": [], "SpaceReclaimed": 0 }),
             ),
             (&Method::GET, ["system", "df"]) => self.disk_usage().await,
+            (&Method::GET, ["events"]) => self.events(&q),
             // wharf has no network, volume or plugin objects: a lookup by
             // name finds none (how `docker inspect NAME` searches).
             (&Method::GET, ["networks", name]) => Err(Failure(
@@ -647,6 +648,42 @@ impl Api {
             StatusCode::NOT_IMPLEMENTED,
             format!("wharf does not implement {method} {path}"),
         ))
+    }
+
+    /// `GET /events?since=&until=&filters=`: the store's event journal
+    /// (crate::events), replayed from `since` and followed until `until`
+    /// (or until the client leaves), as JSON lines.
+    fn events(&self, q: &Query) -> Reply {
+        let now = container::now_ns();
+        let time = |key: &str| -> Result<Option<u64>, Failure> {
+            q.get(key)
+                .filter(|t| !t.is_empty())
+                .map(|t| logs::parse_time(t, now).map_err(|e| bad_request(format!("{key}: {e}"))))
+                .transpose()
+        };
+        let (since, until) = (time("since")?, time("until")?);
+        let json: Value = match q.get("filters").filter(|f| !f.is_empty()) {
+            Some(f) => serde_json::from_str(f).map_err(|e| bad_request(format!("filters: {e}")))?,
+            None => Value::Null,
+        };
+        let mut filter = crate::events::Filter::default();
+        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
+            for v in filter_values(&json, key) {
+                filter.insert(key, &v).map_err(bad_request)?;
+            }
+        }
+        let journal = crate::events::Journal::of(self.containers.store());
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        tokio::task::spawn_blocking(move || {
+            let _ = journal.watch(
+                since,
+                until,
+                &filter,
+                |e| tx.blocking_send(line(e.docker_json())).is_ok(),
+                || tx.is_closed(),
+            );
+        });
+        Ok(reply(StatusCode::OK, channel_body(rx), "application/json"))
     }
 
     /// `POST /images/create?fromImage=&tag=`: a pull, reported as Docker's

@@ -136,6 +136,7 @@ pub async fn pull(
     };
     store.set_name(&named, &descriptor)?;
     store.record_blob_source(&digest, &name)?;
+    store.record_image("pull", &descriptor, &named);
     Ok((named, digest))
 }
 

@@ -105,6 +105,7 @@ pub async fn push(
         }
         store.record_blob_source(&m.digest, &full)?;
     }
+    store.record_image("push", &tagged.descriptor, &target);
     Ok((target, top))
 }
 

@@ -381,7 +381,22 @@ impl Store {
         ann.insert(REF_NAME_ANNOTATION.to_owned(), name);
         d.set_annotations(Some(ann));
         manifests.push(d);
-        self.write_index(&manifests)
+        self.write_index(&manifests)?;
+        self.record_image("tag", descriptor, reference);
+        Ok(())
+    }
+
+    /// Records an event about the image `descriptor` names as `reference`
+    /// in the store's journal.
+    pub(crate) fn record_image(
+        &self,
+        action: &str,
+        descriptor: &Descriptor,
+        reference: &Reference,
+    ) {
+        let e = crate::events::Event::new("image", action, descriptor.digest().as_ref())
+            .with("name", reference.familiar());
+        crate::events::Journal::of(self).record(&e);
     }
 
     /// Removes a name. Returns the descriptor it named.
@@ -395,6 +410,7 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownImage(reference.familiar()))?;
         let removed = manifests.remove(pos);
         self.write_index(&manifests)?;
+        self.record_image("untag", &removed, reference);
         Ok(removed)
     }
 

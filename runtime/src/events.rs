@@ -1,0 +1,377 @@
+//! The event journal: what happened to containers and images, as
+//! `docker events` reports it, written by whichever wharf process did it
+//! (the CLI, a monitor, the daemon) into one file of the store, so the
+//! daemon's `GET /events` and `wharf events` see every change, including
+//! those made without the daemon.
+//!
+//! Each event is one JSON line appended to `ROOT/wharf/events.json` with a
+//! single `write` (`O_APPEND`), so lines of concurrent writers never
+//! interleave. Past [`MAX_JOURNAL`] bytes the file is renamed to
+//! `events.json.1` (the one before is dropped) and a new one begun;
+//! [`Follower`] reads across the change. Recording is best effort: a
+//! journal that cannot be written never fails the operation it reports.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::store::Store;
+
+/// Size past which the journal starts a new file.
+pub const MAX_JOURNAL: u64 = 1 << 20;
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `container` or `image`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What happened: `create`, `start`, `die`, `kill`, `stop`, `pause`,
+    /// `unpause`, `rename`, `destroy`; `tag`, `untag`, `pull`, `push`.
+    pub action: String,
+    /// The container id, or the image's manifest digest.
+    pub id: String,
+    /// Docker's attributes: `name`, `image`, `exitCode`, `signal`,
+    /// `oldName`, the container's labels.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// When (ns since the epoch).
+    pub time_nano: u64,
+}
+
+impl Event {
+    /// An event of `kind` happening now.
+    pub fn new(kind: &str, action: &str, id: &str) -> Event {
+        Event {
+            kind: kind.to_owned(),
+            action: action.to_owned(),
+            id: id.to_owned(),
+            attributes: BTreeMap::new(),
+            time_nano: crate::container::now_ns(),
+        }
+    }
+
+    /// Adds an attribute.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Event {
+        self.attributes.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The event as the Engine API sends it.
+    pub fn docker_json(&self) -> Value {
+        let mut v = json!({
+            "Type": self.kind,
+            "Action": self.action,
+            "Actor": { "ID": self.id, "Attributes": self.attributes },
+            "scope": "local",
+            "time": self.time_nano / 1_000_000_000,
+            "timeNano": self.time_nano,
+        });
+        // The fields of API versions before 1.22, which clients still read.
+        if self.kind == "container" {
+            v["status"] = json!(self.action);
+            v["id"] = json!(self.id);
+            v["from"] = json!(self.attributes.get("image").cloned().unwrap_or_default());
+        }
+        v
+    }
+
+    /// The event as `docker events` prints it:
+    /// `TIME container start ID (image=x, name=y)`.
+    pub fn text(&self) -> String {
+        let attrs: Vec<String> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{} {} {} {} ({})",
+            crate::container::logs::rfc3339_nanos(self.time_nano),
+            self.kind,
+            self.action,
+            self.id,
+            attrs.join(", ")
+        )
+    }
+}
+
+/// The keys [`Filter`] knows.
+pub const FILTER_KEYS: [&str; 6] = ["type", "event", "container", "image", "label", "scope"];
+
+/// Docker's event filters: each key's values are alternatives, and every
+/// key must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter(BTreeMap<String, Vec<String>>);
+
+impl Filter {
+    /// Adds a value of `key`; an unknown key is an error naming it.
+    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), String> {
+        if !FILTER_KEYS.contains(&key) {
+            return Err(format!(
+                "invalid filter {key:?}: use {}",
+                FILTER_KEYS.join(", ")
+            ));
+        }
+        self.0
+            .entry(key.to_owned())
+            .or_default()
+            .push(value.to_owned());
+        Ok(())
+    }
+
+    /// Adds `KEY=VALUE`, as `--filter` takes it.
+    pub fn add(&mut self, filter: &str) -> Result<(), String> {
+        let (k, v) = filter
+            .split_once('=')
+            .ok_or_else(|| format!("invalid filter {filter:?}: expected KEY=VALUE"))?;
+        self.insert(k, v)
+    }
+
+    /// Whether `e` passes.
+    pub fn matches(&self, e: &Event) -> bool {
+        let attr = |k: &str| e.attributes.get(k).map(String::as_str).unwrap_or("");
+        self.0.iter().all(|(key, wanted)| {
+            wanted.iter().any(|w| match key.as_str() {
+                "type" => e.kind == *w,
+                "event" => e.action == *w,
+                "container" => {
+                    e.kind == "container" && (e.id.starts_with(w.as_str()) || attr("name") == w)
+                }
+                "image" => match e.kind.as_str() {
+                    "container" => attr("image") == w,
+                    _ => e.id == *w || attr("name") == w,
+                },
+                "label" => match w.split_once('=') {
+                    Some((k, v)) => attr(k) == v && e.attributes.contains_key(k),
+                    None => e.attributes.contains_key(w),
+                },
+                "scope" => w == "local",
+                _ => false,
+            })
+        })
+    }
+}
+
+/// The journal of one store.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal of `store`.
+    pub fn of(store: &Store) -> Journal {
+        Journal {
+            path: store.root().join("wharf/events.json"),
+        }
+    }
+
+    /// Appends `event`; a failure is logged, not returned.
+    pub fn record(&self, event: &Event) {
+        if let Err(e) = self.append(event) {
+            tracing::debug!("event journal {}: {e}", self.path.display());
+        }
+    }
+
+    fn append(&self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).expect("serialisable");
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        f.write_all(&line)?;
+        if f.metadata()?.len() > MAX_JOURNAL {
+            // Whoever renames first starts the next file; a writer that
+            // opened the old one just before still lands in `.1`.
+            let lock = crate::store::StoreLock::exclusive(&self.path.with_extension("lock"))?;
+            if std::fs::metadata(&self.path)?.len() > MAX_JOURNAL {
+                std::fs::rename(&self.path, self.path.with_extension("json.1"))?;
+            }
+            drop(lock);
+        }
+        Ok(())
+    }
+
+    /// Reads the events recorded from `since` (ns) on, oldest first, and
+    /// returns them with a [`Follower`] for those to come.
+    pub fn since(&self, since: u64) -> io::Result<(Vec<Event>, Follower)> {
+        let mut events = Vec::new();
+        if let Ok(f) = std::fs::File::open(self.path.with_extension("json.1")) {
+            read_lines(io::BufReader::new(f), &mut events);
+        }
+        let mut follower = Follower::open(&self.path)?;
+        events.extend(follower.read_new()?);
+        events.retain(|e| e.time_nano >= since);
+        Ok((events, follower))
+    }
+}
+
+impl Journal {
+    /// Replays the events from `since` (None: nothing of the past) and
+    /// follows new ones until `until` has passed, handing each that
+    /// `filter` matches to `each`. Returns when `each` returns false, or
+    /// `gone()` (checked while nothing happens: a client that left).
+    pub fn watch(
+        &self,
+        since: Option<u64>,
+        until: Option<u64>,
+        filter: &Filter,
+        mut each: impl FnMut(&Event) -> bool,
+        gone: impl Fn() -> bool,
+    ) -> io::Result<()> {
+        let due = |e: &Event| until.is_none_or(|u| e.time_nano <= u);
+        let (past, mut follower) = self.since(since.unwrap_or(u64::MAX))?;
+        let mut handle = |events: &[Event]| -> bool {
+            events
+                .iter()
+                .all(|e| due(e) && (!filter.matches(e) || each(e)))
+        };
+        if !handle(&past) {
+            return Ok(());
+        }
+        while until.is_none_or(|u| crate::container::now_ns() <= u) && !gone() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if !handle(&follower.read_new()?) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_lines(reader: impl io::BufRead, out: &mut Vec<Event>) {
+    for line in reader.lines().map_while(Result::ok) {
+        if let Ok(e) = serde_json::from_str::<Event>(&line) {
+            out.push(e);
+        }
+    }
+}
+
+/// Reads the journal's new events as they come, across its renames.
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    file: Option<(std::fs::File, u64)>,
+    /// A line not yet complete.
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    fn open(path: &Path) -> io::Result<Follower> {
+        let mut f = Follower {
+            path: path.to_owned(),
+            file: None,
+            partial: Vec::new(),
+        };
+        f.reopen()?;
+        Ok(f)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.partial.clear();
+        self.file = match std::fs::File::open(&self.path) {
+            Ok(f) => {
+                let ino = f.metadata()?.ino();
+                Some((f, ino))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(())
+    }
+
+    /// The events written since the last call.
+    pub fn read_new(&mut self) -> io::Result<Vec<Event>> {
+        let mut events = self.drain()?;
+        let current = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+        if current.is_some() && current != self.file.as_ref().map(|(_, ino)| *ino) {
+            // Renamed (or first made): the old file is finished above,
+            // the new one is read from its start.
+            self.reopen()?;
+            events.extend(self.drain()?);
+        }
+        Ok(events)
+    }
+
+    fn drain(&mut self) -> io::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let Some((f, _)) = &mut self.file else {
+            return Ok(events);
+        };
+        let mut bytes = std::mem::take(&mut self.partial);
+        f.read_to_end(&mut bytes)?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.partial = bytes.split_off(complete);
+        read_lines(io::Cursor::new(bytes), &mut events);
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn recorded_events_are_read_and_followed_across_a_rename() {
+        let (_dir, store) = store();
+        let journal = Journal::of(&store);
+        let (past, mut follower) = journal.since(0).unwrap();
+        assert!(past.is_empty());
+        journal.record(&Event::new("container", "create", "abc").with("name", "x"));
+        let new = follower.read_new().unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].attributes["name"], "x");
+        // Fill past the limit: the file is renamed, then one more event.
+        let big = Event::new("container", "start", "abc").with("pad", "p".repeat(4096));
+        let mut written = 0;
+        while std::fs::metadata(store.root().join("wharf/events.json")).is_ok() {
+            journal.record(&big);
+            written += 1;
+        }
+        journal.record(&Event::new("container", "die", "abc"));
+        let followed = follower.read_new().unwrap();
+        assert_eq!(
+            followed.len(),
+            written + 1,
+            "nothing lost across the rename"
+        );
+        assert_eq!(followed.last().unwrap().action, "die");
+        let (all, _) = journal.since(0).unwrap();
+        assert_eq!(all.len(), written + 2, "the rotated file and the new one");
+        let (none, _) = journal.since(crate::container::now_ns() + 1).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn filters_match_as_docker_events_filters() {
+        let e = Event::new("container", "die", "abcdef")
+            .with("name", "web")
+            .with("image", "probe")
+            .with("tier", "front");
+        let mut f = Filter::default();
+        f.add("type=container").unwrap();
+        f.add("event=start").unwrap();
+        f.add("event=die").unwrap();
+        f.add("container=web").unwrap();
+        f.add("label=tier=front").unwrap();
+        assert!(f.matches(&e));
+        f.add("image=other").unwrap();
+        assert!(!f.matches(&e));
+        let mut g = Filter::default();
+        g.add("container=abc").unwrap();
+        assert!(g.matches(&e), "an id prefix");
+        assert!(!g.matches(&Event::new("image", "tag", "abc")));
+        assert!(Filter::default().add("network=x").is_err());
+    }
+}
