@@ -950,10 +950,17 @@ fn api_errors_have_docker_shapes() {
         .unwrap()
         .contains("no such container: nope"));
 
-    let (status, body) = d.request("POST", "/v1.43/build", b"");
+    let (status, body) = d.request("POST", "/v1.43/commit?container=x", b"");
     assert_eq!(status, 501);
     assert!(
-        body.contains("wharf does not implement POST /build"),
+        body.contains("wharf does not implement POST /commit"),
+        "{body}"
+    );
+    // A build of an empty context fails in the stream, as Docker's.
+    let (status, body) = d.request("POST", "/v1.43/build", b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""error":"Cannot locate specified Dockerfile: Dockerfile""#),
         "{body}"
     );
 

@@ -586,15 +586,21 @@ fn now() -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
+/// `wharf events` of the last hour up to now, with `args`.
+fn replay(env: &Env, args: &[&str]) -> String {
+    let until = now();
+    let mut all = vec!["events", "--since", "1h", "--until", &until];
+    all.extend_from_slice(args);
+    env.wharf(&all).ok().stdout
+}
+
 #[test]
 fn events_report_what_happened_to_containers_and_images() {
     let env = Env::new();
     let _cleanup = Cleanup(&env);
     env.probe();
-    let start = env
-        .wharf(&["events", "--since", "1h", "--until", &now()])
-        .ok();
-    assert!(start.stdout.contains(" image tag "), "{}", start.stdout);
+    let start = replay(&env, &[]);
+    assert!(start.contains(" image tag "), "{start}");
 
     // A follower started before anything happens sees it as it happens
     // (by label: the container is renamed on the way).
@@ -645,18 +651,7 @@ fn events_report_what_happened_to_containers_and_images() {
     assert_eq!(actions[8].1["name"], "ev2");
 
     // Everything, replayed with a filter by event.
-    let out = env
-        .wharf(&[
-            "events",
-            "--since",
-            "1h",
-            "--until",
-            &now(),
-            "--filter",
-            "type=container",
-        ])
-        .ok()
-        .stdout;
+    let out = replay(&env, &["--filter", "type=container"]);
     let seen: Vec<&str> = out
         .lines()
         .map(|l| l.split_whitespace().nth(2).unwrap())
@@ -664,20 +659,7 @@ fn events_report_what_happened_to_containers_and_images() {
     assert_eq!(seen, all, "{out}");
     assert!(out.contains("oldName=ev,"), "{out}");
     assert!(out.contains("exitCode=143"), "{out}");
-    let dies = env
-        .wharf(&[
-            "events",
-            "--since",
-            "1h",
-            "--until",
-            &now(),
-            "-f",
-            "event=die",
-            "-f",
-            "event=destroy",
-        ])
-        .ok()
-        .stdout;
+    let dies = replay(&env, &["-f", "event=die", "-f", "event=destroy"]);
     assert_eq!(dies.lines().count(), 2, "{dies}");
     env.wharf(&["events", "--filter", "network=x"])
         .fails(125, "invalid filter \"network\"");
