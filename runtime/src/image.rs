@@ -499,6 +499,107 @@ pub struct ImageSummary {
     pub size: u64,
     /// `os/arch`.
     pub platform: String,
+    /// The config's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The keys [`ImageFilter`] knows.
+pub const IMAGE_FILTER_KEYS: [&str; 5] = ["dangling", "reference", "label", "before", "since"];
+
+/// Docker's filters of an image list (`images --filter`): each key's
+/// values are alternatives, and every key must match. `dangling`
+/// (`true`: rows without a tag), `reference` (a pattern, `*` and `?` not
+/// crossing `/`, matched against `name:tag` and `name`), `label` (`key`
+/// or `key=value`), `before` and `since` (an image: rows created before
+/// or after it).
+#[derive(Debug, Clone, Default)]
+pub struct ImageFilter(BTreeMap<String, Vec<String>>);
+
+impl ImageFilter {
+    /// Adds a value of `key`; an unknown key or a bad value is an error
+    /// naming it.
+    pub fn insert(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        if !IMAGE_FILTER_KEYS.contains(&key) {
+            return Err(format!(
+                "invalid filter {key:?}: use {}",
+                IMAGE_FILTER_KEYS.join(", ")
+            ));
+        }
+        if key == "dangling" && !matches!(value, "true" | "false" | "1" | "0") {
+            return Err(format!(
+                "invalid filter dangling={value:?}: use true or false"
+            ));
+        }
+        self.0
+            .entry(key.to_owned())
+            .or_default()
+            .push(value.to_owned());
+        Ok(())
+    }
+
+    /// Adds `KEY=VALUE`, as `--filter` takes it.
+    pub fn add(&mut self, filter: &str) -> std::result::Result<(), String> {
+        let (k, v) = filter
+            .split_once('=')
+            .ok_or_else(|| format!("invalid filter {filter:?}: expected KEY=VALUE"))?;
+        self.insert(k, v)
+    }
+
+    /// The rows of `rows` that pass. `before` and `since` name images of
+    /// `store`; an unknown one is an error.
+    pub fn apply(&self, store: &Store, rows: Vec<ImageSummary>) -> Result<Vec<ImageSummary>> {
+        let mut created = BTreeMap::new();
+        for key in ["before", "since"] {
+            for name in self.0.get(key).into_iter().flatten() {
+                let tagged = store.lookup(name)?;
+                let img = store.load_image(&tagged.descriptor, None)?;
+                created.insert(
+                    (key, name.clone()),
+                    img.config.created().clone().unwrap_or_default(),
+                );
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                self.0.iter().all(|(key, wanted)| {
+                    wanted.iter().any(|w| match key.as_str() {
+                        "dangling" => (r.tag == "<none>") == matches!(w.as_str(), "true" | "1"),
+                        "reference" => {
+                            glob(w, &format!("{}:{}", r.repository, r.tag))
+                                || glob(w, &r.repository)
+                        }
+                        "label" => match w.split_once('=') {
+                            Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
+                            None => r.labels.contains_key(w),
+                        },
+                        // RFC 3339 times of one form compare as text.
+                        "before" => r.created_at < created[&("before", w.clone())],
+                        "since" => r.created_at > created[&("since", w.clone())],
+                        _ => true,
+                    })
+                })
+            })
+            .collect())
+    }
+}
+
+/// Shell-style matching of `text` against `pattern` (`*`, `?`), neither
+/// crossing a `/`, as Go's `path.Match` that Docker's reference filter
+/// uses.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn at(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| at(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|c| *c != '/') && at(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && at(rest, &t[1..]),
+        }
+    }
+    at(&p, &t)
 }
 
 /// Lists the named images.
@@ -515,6 +616,13 @@ pub fn summaries(store: &Store) -> Result<Vec<ImageSummary>> {
             ),
             Err(_) => ("<unreadable>".into(), String::new(), 0, String::new()),
         };
+        let labels = img
+            .as_ref()
+            .ok()
+            .and_then(|i| i.config.config().as_ref())
+            .and_then(|c| c.labels().clone())
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default();
         out.push(ImageSummary {
             repository: t.reference.familiar_name(),
             tag: t.reference.tag().unwrap_or("<none>").to_owned(),
@@ -523,6 +631,7 @@ pub fn summaries(store: &Store) -> Result<Vec<ImageSummary>> {
             created_at: created,
             size,
             platform,
+            labels,
         });
     }
     Ok(out)
@@ -656,4 +765,67 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Vec<String>> {
     }
     store.collect_garbage()?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_as_path_match() {
+        assert!(glob("hello", "hello"));
+        assert!(glob("hel*", "hello"));
+        assert!(glob("*:v?", "app:v1"));
+        assert!(!glob("*", "library/x"), "* does not cross /");
+        assert!(glob("*/*", "library/x"));
+        assert!(!glob("hello", "hello2"));
+    }
+
+    #[test]
+    fn image_filters_pick_rows() {
+        let row = |repository: &str, tag: &str, label: Option<(&str, &str)>| ImageSummary {
+            repository: repository.into(),
+            tag: tag.into(),
+            id: String::new(),
+            digest: String::new(),
+            created_at: String::new(),
+            size: 0,
+            platform: String::new(),
+            labels: label
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        };
+        let rows = vec![
+            row("hello", "latest", Some(("tier", "a"))),
+            row("hello", "v2", None),
+            row("other", "<none>", Some(("tier", "b"))),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pick = |filters: &[&str]| {
+            let mut f = ImageFilter::default();
+            for x in filters {
+                f.add(x).unwrap();
+            }
+            f.apply(&store, rows.clone())
+                .unwrap()
+                .into_iter()
+                .map(|r| format!("{}:{}", r.repository, r.tag))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick(&["reference=hello"]), ["hello:latest", "hello:v2"]);
+        assert_eq!(pick(&["reference=*:v*"]), ["hello:v2"]);
+        assert_eq!(pick(&["dangling=true"]), ["other:<none>"]);
+        assert_eq!(pick(&["dangling=false", "label=tier"]), ["hello:latest"]);
+        assert_eq!(pick(&["label=tier=b", "label=tier=a"]).len(), 2);
+        assert!(ImageFilter::default().add("dangling=maybe").is_err());
+        assert!(ImageFilter::default().add("network=x").is_err());
+        let mut f = ImageFilter::default();
+        f.add("before=nope").unwrap();
+        assert!(
+            f.apply(&store, rows).is_err(),
+            "an unknown image is an error"
+        );
+    }
 }

@@ -139,6 +139,11 @@ fn the_docker_cli_drives_wasm_containers() {
     ]);
     assert_eq!(v.trim(), "1.43 1.43", "the CLI negotiates down to 1.43");
     assert!(d.docker_ok(&["images"]).contains("probe"));
+    let filtered = |f: &str| d.docker_ok(&["images", "--filter", f, "--format", "{{.Repository}}"]);
+    assert_eq!(filtered("reference=pro*"), "probe\n");
+    assert_eq!(filtered("reference=hello"), "");
+    assert_eq!(filtered("dangling=false"), "probe\n");
+    assert!(!d.docker(&["images", "--filter", "size=1"]).status.success());
     assert_eq!(d.docker_ok(&["run", "--rm", "probe", "args", "hi"]), "hi\n");
     let o = d.docker(&["run", "--rm", "probe", "exit", "3"]);
     assert_eq!(o.status.code(), Some(3));

@@ -21,6 +21,45 @@ fn tag_list_inspect_and_remove() {
         .iter()
         .any(|r| r["Repository"] == "localhost:5000/team/hello" && r["Tag"] == "v1"));
     assert_eq!(rows[0]["ID"], rows[1]["ID"]);
+    assert_eq!(
+        rows[0]["Labels"]["org.opencontainers.image.description"],
+        "wharf hello example"
+    );
+    // Docker's filters: a reference pattern (`*` does not cross `/`), a
+    // label, dangling; an unknown key is an error.
+    let names = |filters: &[&str]| {
+        let mut args = vec!["images", "--format", "json"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        env.wharf(&args)
+            .ok()
+            .stdout
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{}:{}",
+                    v["Repository"].as_str().unwrap(),
+                    v["Tag"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&["reference=hello"]), ["hello:latest"]);
+    assert_eq!(
+        names(&["reference=*/*/*:v*"]),
+        ["localhost:5000/team/hello:v1"]
+    );
+    assert!(names(&["reference=*:v1"]).is_empty());
+    assert_eq!(
+        names(&["label=org.opencontainers.image.description"]).len(),
+        2
+    );
+    assert!(names(&["label=org.opencontainers.image.description=other"]).is_empty());
+    assert!(names(&["dangling=true"]).is_empty());
+    env.wharf(&["images", "-f", "size=1"])
+        .fails(125, "invalid filter \"size\"");
     let id = rows[0]["ID"]
         .as_str()
         .unwrap()

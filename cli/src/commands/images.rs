@@ -13,11 +13,20 @@ pub struct Args {
     /// Only image ids.
     #[arg(short, long)]
     quiet: bool,
+    /// Only images matching KEY=VALUE: dangling, reference, label, before,
+    /// since; repeatable.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    filter: Vec<String>,
 }
 
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
+    let mut filter = wharf::image::ImageFilter::default();
+    for f in &a.filter {
+        filter.add(f).map_err(anyhow::Error::msg)?;
+    }
     let rows = super::lib(wharf::image::summaries(store))?;
+    let rows = super::lib(filter.apply(store, rows))?;
     let mut out = std::io::stdout().lock();
     if a.quiet {
         for r in &rows {

@@ -363,7 +363,7 @@ impl Api {
             }
             (&Method::GET, ["version"]) => json_reply(StatusCode::OK, &version_json()),
             (&Method::GET, ["info"]) => self.info().await,
-            (&Method::GET, ["images", "json"]) => self.images().await,
+            (&Method::GET, ["images", "json"]) => self.images(&q).await,
             (&Method::POST, ["images", "create"]) => self.pull(&q, req.headers()).await,
             (&Method::POST, ["images", "prune"]) => self.prune_images(&q).await,
             (_, ["images", ..]) => self.image_route(&method, path, &q, req.headers()).await,
@@ -490,7 +490,7 @@ impl Api {
             let store = cs.store();
             let usage = store.disk_usage().map_err(crate::Error::from)?;
             let list = cs.list()?;
-            let mut images = image_list(store)?;
+            let mut images = image_list(store, &crate::image::ImageFilter::default())?;
             for img in images.as_array_mut().into_iter().flatten() {
                 let id = img["Id"].as_str().unwrap_or_default().to_owned();
                 let n = list.iter().filter(|c| c.config.image_id == id).count();
@@ -575,9 +575,21 @@ impl Api {
         json_reply(StatusCode::OK, &v)
     }
 
-    async fn images(&self) -> Reply {
+    /// `GET /images/json?filters=`: one entry per image id, with Docker's
+    /// image filters (`crate::image::ImageFilter`).
+    async fn images(&self, q: &Query) -> Reply {
+        let json: Value = match q.get("filters").filter(|f| !f.is_empty()) {
+            Some(f) => serde_json::from_str(f).map_err(|e| bad_request(format!("filters: {e}")))?,
+            None => Value::Null,
+        };
+        let mut filter = crate::image::ImageFilter::default();
+        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
+            for v in filter_values(&json, key) {
+                filter.insert(key, &v).map_err(bad_request)?;
+            }
+        }
         let store = self.containers.store().clone();
-        let v = blocking(move || image_list(&store)).await?;
+        let v = blocking(move || image_list(&store, &filter)).await?;
         json_reply(StatusCode::OK, &v)
     }
 
@@ -1226,8 +1238,12 @@ fn switching_protocols(tty: bool) -> Response<Body> {
 }
 
 /// `GET /images/json`: one entry per image id, with all its names.
-fn image_list(store: &crate::store::Store) -> Result<Value, Failure> {
+fn image_list(
+    store: &crate::store::Store,
+    filter: &crate::image::ImageFilter,
+) -> Result<Value, Failure> {
     let rows = crate::image::summaries(store).map_err(crate::Error::from)?;
+    let rows = filter.apply(store, rows).map_err(crate::Error::from)?;
     let mut by_id: Vec<(String, Value)> = Vec::new();
     for r in rows {
         let tag = if r.tag == "<none>" {
@@ -1253,7 +1269,7 @@ fn image_list(store: &crate::store::Store) -> Result<Value, Failure> {
                 "Size": r.size,
                 "SharedSize": -1,
                 "VirtualSize": r.size,
-                "Labels": {},
+                "Labels": r.labels,
                 "Containers": -1,
             }),
         ));
