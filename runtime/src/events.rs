@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -180,9 +180,12 @@ impl Journal {
     fn append(&self, event: &Event) -> io::Result<()> {
         let mut line = serde_json::to_vec(event).expect("serialisable");
         line.push(b'\n');
+        // Private as the containers' own records are: names, labels and
+        // images are the daemon socket's to tell.
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&self.path)?;
         f.write_all(&line)?;
         if f.metadata()?.len() > MAX_JOURNAL {

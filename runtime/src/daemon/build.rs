@@ -139,6 +139,15 @@ fn options(q: &Query, context: &Path) -> Result<(BuildOptions, bool), Failure> {
 /// `POST /build?t=&dockerfile=&buildargs=&target=&platform=&nocache=&q=`.
 pub(super) async fn build(containers: &Containers, q: &Query, req: Request<Incoming>) -> Reply {
     let store = containers.store().clone();
+    // Held until the build ends: a prune (exclusive) would empty the
+    // temporary area under the context.
+    let lock = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.lock_shared())
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
     let dir = store
         .temp_dir("build-")
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -165,6 +174,7 @@ pub(super) async fn build(containers: &Containers, q: &Query, req: Request<Incom
             let _ = tx.blocking_send(error_line(&message));
         }
         drop(dir);
+        drop(lock);
     });
     Ok(reply(StatusCode::OK, channel_body(rx), "application/json"))
 }
