@@ -578,16 +578,8 @@ impl Api {
     /// `GET /images/json?filters=`: one entry per image id, with Docker's
     /// image filters (`crate::image::ImageFilter`).
     async fn images(&self, q: &Query) -> Reply {
-        let json: Value = match q.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => serde_json::from_str(f).map_err(|e| bad_request(format!("filters: {e}")))?,
-            None => Value::Null,
-        };
         let mut filter = crate::image::ImageFilter::default();
-        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
-            for v in filter_values(&json, key) {
-                filter.insert(key, &v).map_err(bad_request)?;
-            }
-        }
+        query_filters(q, |k, v| filter.insert(k, v))?;
         let store = self.containers.store().clone();
         let v = blocking(move || image_list(&store, &filter)).await?;
         json_reply(StatusCode::OK, &v)
@@ -674,16 +666,8 @@ impl Api {
                 .transpose()
         };
         let (since, until) = (time("since")?, time("until")?);
-        let json: Value = match q.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => serde_json::from_str(f).map_err(|e| bad_request(format!("filters: {e}")))?,
-            None => Value::Null,
-        };
         let mut filter = crate::events::Filter::default();
-        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
-            for v in filter_values(&json, key) {
-                filter.insert(key, &v).map_err(bad_request)?;
-            }
-        }
+        query_filters(q, |k, v| filter.insert(k, v))?;
         let journal = crate::events::Journal::of(self.containers.store());
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::task::spawn_blocking(move || {
@@ -1515,6 +1499,26 @@ fn console_size(v: &Value) -> Option<(u16, u16)> {
 
 /// The values of filter `key`: both `{"name":["x"]}` and the older
 /// `{"name":{"x":true}}`.
+/// Reads the `filters` parameter (Docker's JSON: `{"key": ["value"]}` or
+/// `{"key": {"value": true}}`) into `insert`; malformed JSON, or a filter
+/// `insert` refuses, is a 400.
+fn query_filters(
+    q: &Query,
+    mut insert: impl FnMut(&str, &str) -> Result<(), String>,
+) -> Result<(), Failure> {
+    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
+        return Ok(());
+    };
+    let json: Value =
+        serde_json::from_str(raw).map_err(|e| bad_request(format!("filters: {e}")))?;
+    for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
+        for v in filter_values(&json, key) {
+            insert(key, &v).map_err(bad_request)?;
+        }
+    }
+    Ok(())
+}
+
 fn filter_values(filters: &Value, key: &str) -> Vec<String> {
     match &filters[key] {
         Value::Array(a) => a
