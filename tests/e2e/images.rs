@@ -60,6 +60,20 @@ fn tag_list_inspect_and_remove() {
     assert!(names(&["dangling=true"]).is_empty());
     env.wharf(&["images", "-f", "size=1"])
         .fails(125, "invalid filter \"size\"");
+    // Several names: one array, as docker inspect; a missing one is
+    // reported and fails the command after the others are printed.
+    let both: serde_json::Value = serde_json::from_str(
+        &env.wharf(&["inspect", "hello", "localhost:5000/team/hello:v1"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(both.as_array().unwrap().len(), 2);
+    let partial = env
+        .wharf(&["inspect", "hello", "missing"])
+        .fails(125, "no such image: missing");
+    let found: serde_json::Value = serde_json::from_str(&partial.stdout).unwrap();
+    assert_eq!(found[0]["RepoTags"][0], "hello:latest");
     let id = rows[0]["ID"]
         .as_str()
         .unwrap()

@@ -19,9 +19,13 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// `wharf inspect NAME`'s one object (the command prints an array, as
+/// `docker inspect`).
 fn inspect(env: &Env, name: &str) -> serde_json::Value {
     let out = env.wharf(&["inspect", name]).ok().stdout;
-    serde_json::from_str(&out).unwrap()
+    let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
+    v[0].take()
 }
 
 /// `wharf run -d ARGS...`, which must succeed: the new container's id.

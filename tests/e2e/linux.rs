@@ -908,7 +908,7 @@ fn init_reaps_zombies_and_passes_signals_on() {
     assert_eq!(env.wharf(&["wait", "init"]).ok().stdout.trim(), "143");
     let v: serde_json::Value =
         serde_json::from_str(&env.wharf(&["inspect", "init"]).ok().stdout).unwrap();
-    assert_eq!(v["HostConfig"]["Init"], true);
+    assert_eq!(v[0]["HostConfig"]["Init"], true);
     // The host's program is mounted read-only.
     let r = env.wharf(&[
         "run",

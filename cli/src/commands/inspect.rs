@@ -5,17 +5,35 @@ use wharf::store::Store;
 /// Arguments of `wharf inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Container or image name or id.
-    image: String,
+    /// Container or image names or ids.
+    #[arg(required = true)]
+    names: Vec<String>,
 }
 
-/// Runs the command.
+/// Runs the command: one JSON array of every object found, as `docker
+/// inspect`. Each name not found is reported on stderr, and then the
+/// command fails (125) after printing the others.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
-    // As `docker inspect`: a container by that name first, then an image.
-    let v = match super::container::inspect(store, &a.image)? {
-        Some(c) => c,
-        None => super::lib(wharf::image::inspect(store, &a.image))?,
-    };
-    super::say(serde_json::to_string_pretty(&v)?)?;
-    Ok(0)
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in &a.names {
+        // A container by that name first, then an image.
+        let v = match super::container::inspect(store, name) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => super::lib(wharf::image::inspect(store, name)),
+            Err(e) => Err(e),
+        };
+        match v {
+            Ok(serde_json::Value::Array(items)) => found.extend(items),
+            Ok(other) => found.push(other),
+            Err(e) => {
+                eprintln!("wharf: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    super::say(serde_json::to_string_pretty(&serde_json::Value::Array(
+        found,
+    ))?)?;
+    Ok(if failed { 125 } else { 0 })
 }
