@@ -180,34 +180,50 @@ impl Journal {
     fn append(&self, event: &Event) -> io::Result<()> {
         let mut line = serde_json::to_vec(event).expect("serialisable");
         line.push(b'\n');
-        // Private as the containers' own records are: names, labels and
-        // images are the daemon socket's to tell.
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)?;
-        f.write_all(&line)?;
-        if f.metadata()?.len() > MAX_JOURNAL {
-            // Whoever renames first starts the next file; a writer that
-            // opened the old one just before still lands in `.1`.
-            let lock = crate::store::StoreLock::exclusive(&self.path.with_extension("lock"))?;
+        let size = {
+            // Writers share the lock, a rename takes it alone: once the
+            // file has been renamed, nobody writes to it any more.
+            let _shared = self.lock(false)?;
+            // Private as the containers' own records are: names, labels
+            // and images are the daemon socket's to tell.
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            f.write_all(&line)?;
+            f.metadata()?.len()
+        };
+        if size > MAX_JOURNAL {
+            let _alone = self.lock(true)?;
+            // Whoever renames first starts the next file.
             if std::fs::metadata(&self.path)?.len() > MAX_JOURNAL {
                 std::fs::rename(&self.path, self.path.with_extension("json.1"))?;
             }
-            drop(lock);
         }
         Ok(())
+    }
+
+    fn lock(&self, exclusive: bool) -> io::Result<crate::store::StoreLock> {
+        let path = self.path.with_extension("lock");
+        if exclusive {
+            crate::store::StoreLock::exclusive(&path)
+        } else {
+            crate::store::StoreLock::shared(&path)
+        }
     }
 
     /// Reads the events recorded from `since` (ns) on, oldest first, and
     /// returns them with a [`Follower`] for those to come.
     pub fn since(&self, since: u64) -> io::Result<(Vec<Event>, Follower)> {
         let mut events = Vec::new();
+        // No rename between reading `.1` and opening the current file.
+        let shared = self.lock(false)?;
         if let Ok(f) = std::fs::File::open(self.path.with_extension("json.1")) {
             read_lines(io::BufReader::new(f), &mut events);
         }
         let mut follower = Follower::open(&self.path)?;
+        drop(shared);
         events.extend(follower.read_new()?);
         events.retain(|e| e.time_nano >= since);
         Ok((events, follower))
@@ -228,7 +244,9 @@ impl Journal {
         gone: impl Fn() -> bool,
     ) -> io::Result<()> {
         let due = |e: &Event| until.is_none_or(|u| e.time_nano <= u);
-        let (past, mut follower) = self.since(since.unwrap_or(u64::MAX))?;
+        // Neither bound: nothing of the past. `until` alone: from the
+        // start, as Docker.
+        let (past, mut follower) = self.since(since.or(until.map(|_| 0)).unwrap_or(u64::MAX))?;
         let mut handle = |events: &[Event]| -> bool {
             events
                 .iter()
@@ -290,11 +308,13 @@ impl Follower {
 
     /// The events written since the last call.
     pub fn read_new(&mut self) -> io::Result<Vec<Event>> {
-        let mut events = self.drain()?;
+        // Which file the path names, looked at before reading: when it is
+        // another one, the rename is done and (writers holding the lock
+        // while they write) the old file is complete, so reading it to its
+        // end misses nothing.
         let current = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+        let mut events = self.drain()?;
         if current.is_some() && current != self.file.as_ref().map(|(_, ino)| *ino) {
-            // Renamed (or first made): the old file is finished above,
-            // the new one is read from its start.
             self.reopen()?;
             events.extend(self.drain()?);
         }

@@ -573,9 +573,8 @@ impl ImageFilter {
                             Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
                             None => r.labels.contains_key(w),
                         },
-                        // RFC 3339 times of one form compare as text.
-                        "before" => r.created_at < created[&("before", w.clone())],
-                        "since" => r.created_at > created[&("since", w.clone())],
+                        "before" => time(&r.created_at) < time(&created[&("before", w.clone())]),
+                        "since" => time(&r.created_at) > time(&created[&("since", w.clone())]),
                         _ => true,
                     })
                 })
@@ -584,22 +583,39 @@ impl ImageFilter {
     }
 }
 
+/// An RFC 3339 time as (seconds, nanoseconds); unreadable ones first.
+fn time(s: &str) -> Option<(i64, u32)> {
+    crate::container::logs::parse_rfc3339(s)
+}
+
 /// Shell-style matching of `text` against `pattern` (`*`, `?`), neither
 /// crossing a `/`, as Go's `path.Match` that Docker's reference filter
 /// uses.
 fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    fn at(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('*', rest)) => (0..=t.len())
-                .take_while(|&i| i == 0 || t[i - 1] != '/')
-                .any(|i| at(rest, &t[i..])),
-            Some(('?', rest)) => t.first().is_some_and(|c| *c != '/') && at(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && at(rest, &t[1..]),
+    let (mut pi, mut ti) = (0, 0);
+    // The last `*` seen: the pattern after it, and where in the text its
+    // match ends so far. Only it is ever widened (linear, not exponential).
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+            }
+            Some('?') if t[ti] != '/' => (pi, ti) = (pi + 1, ti + 1),
+            Some(c) if *c != '?' && *c == t[ti] => (pi, ti) = (pi + 1, ti + 1),
+            _ => match star {
+                // Widen the last `*` by one character, never over a `/`.
+                Some((after, end)) if t[end] != '/' => {
+                    star = Some((after, end + 1));
+                    (pi, ti) = (after, end + 1);
+                }
+                _ => return false,
+            },
         }
     }
-    at(&p, &t)
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Lists the named images.
@@ -779,6 +795,11 @@ mod tests {
         assert!(!glob("*", "library/x"), "* does not cross /");
         assert!(glob("*/*", "library/x"));
         assert!(!glob("hello", "hello2"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*/c", "ab/x/c"));
+        // Many stars against a long text that almost matches: linear.
+        let long = "a".repeat(5000);
+        assert!(!glob(&format!("{}b", "*a".repeat(50)), &long));
     }
 
     #[test]

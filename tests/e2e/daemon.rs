@@ -843,14 +843,18 @@ def context(files):
     buf.seek(0)
     return buf
 
-def error_of(files):
-    chunks = list(c.api.build(fileobj=context(files), custom_context=True, tag="evil", decode=True))
+def error_of(files, dockerfile=None):
+    chunks = list(c.api.build(fileobj=context(files), custom_context=True, tag="evil",
+                              dockerfile=dockerfile, decode=True))
     return chunks[-1].get("error", "")
 
 e = error_of([("Dockerfile", b"FROM scratch\n", None), ("../escaped", b"x", None)])
 assert "'..'" in e and "escaped" in e, e
 e = error_of([("Dockerfile", b"", "/etc/passwd")])
 assert e == "Cannot locate specified Dockerfile: Dockerfile", e
+# A directory link out of the context, then a path through it.
+e = error_of([("d", b"", "/etc"), ("x", b"", None)], dockerfile="d/passwd")
+assert e == "Cannot locate specified Dockerfile: d/passwd", e
 print("ok")
 "#
     );

@@ -1327,8 +1327,8 @@ impl Containers {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        self.store.release(&lease_holder(&c.id))?;
         self.record(c, "destroy", &[]);
+        self.store.release(&lease_holder(&c.id))?;
         Ok(())
     }
 
@@ -1500,20 +1500,26 @@ impl Containers {
         let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
         let mut c = monitor.command();
         c.arg("build");
+        // `--flag=value`: a value starting with `-` stays a value.
+        let flag = |name: &str, value: &std::ffi::OsStr| {
+            let mut a = std::ffi::OsString::from(format!("--{name}="));
+            a.push(value);
+            a
+        };
         for t in &options.tags {
-            c.arg("-t").arg(t.to_string());
+            c.arg(flag("tag", t.to_string().as_ref()));
         }
         if let Some(f) = &options.dockerfile {
-            c.arg("-f").arg(f);
+            c.arg(flag("file", f.as_os_str()));
         }
         for (k, v) in &options.build_args {
-            c.arg("--build-arg").arg(format!("{k}={v}"));
+            c.arg(flag("build-arg", format!("{k}={v}").as_ref()));
         }
         if let Some(p) = &options.platform {
-            c.arg("--platform").arg(p);
+            c.arg(flag("platform", p.as_ref()));
         }
         if let Some(t) = &options.target {
-            c.arg("--target").arg(t);
+            c.arg(flag("target", t.as_ref()));
         }
         if options.no_cache {
             c.arg("--no-cache");

@@ -70,8 +70,20 @@ fn is_set(v: &str) -> bool {
     )
 }
 
-/// The build a request asks for, with `context` as its context directory.
-fn options(q: &Query, context: &Path) -> Result<(BuildOptions, bool), Failure> {
+/// What a request asks for.
+struct BuildRequest {
+    /// The build, with its context at `DIR/context` and its Dockerfile at
+    /// `DIR/dockerfile/NAME`: a copy [`run`] makes of the context's file,
+    /// read inside the context only.
+    options: BuildOptions,
+    /// The Dockerfile's path inside the context.
+    dockerfile: std::path::PathBuf,
+    /// Only the image id in the stream.
+    quiet: bool,
+}
+
+/// The build a request asks for, in the temporary directory `dir`.
+fn options(q: &Query, dir: &Path) -> Result<BuildRequest, Failure> {
     for (key, why) in REFUSED {
         if q.all(key).iter().any(|v| is_set(v)) {
             return Err(bad_request(format!("build: {why} ({key})")));
@@ -123,9 +135,12 @@ fn options(q: &Query, context: &Path) -> Result<(BuildOptions, bool), Failure> {
             }
         }
     }
+    let name = Path::new(dockerfile)
+        .file_name()
+        .unwrap_or("Dockerfile".as_ref());
     let options = BuildOptions {
-        context: context.to_path_buf(),
-        dockerfile: Some(context.join(dockerfile)),
+        context: dir.join("context"),
+        dockerfile: Some(dir.join("dockerfile").join(name)),
         tags,
         build_args,
         platform: q.get("platform").filter(|p| !p.is_empty()).map(Into::into),
@@ -133,27 +148,21 @@ fn options(q: &Query, context: &Path) -> Result<(BuildOptions, bool), Failure> {
         target: q.get("target").filter(|t| !t.is_empty()).map(Into::into),
         ..BuildOptions::default()
     };
-    Ok((options, q.flag("q")))
+    Ok(BuildRequest {
+        options,
+        dockerfile: dockerfile.into(),
+        quiet: q.flag("q"),
+    })
 }
 
 /// `POST /build?t=&dockerfile=&buildargs=&target=&platform=&nocache=&q=`.
 pub(super) async fn build(containers: &Containers, q: &Query, req: Request<Incoming>) -> Reply {
     let store = containers.store().clone();
-    // Held until the build ends: a prune (exclusive) would empty the
-    // temporary area under the context.
-    let lock = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.lock_shared())
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    };
     let dir = store
         .temp_dir("build-")
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let context = dir.path().join("context");
     let tar = dir.path().join("context.tar");
-    let (options, quiet) = match options(q, &context) {
+    let request = match options(q, dir.path()) {
         Ok(o) => o,
         Err(refused) => {
             // Read the context all the same: a client still sending it
@@ -163,18 +172,23 @@ pub(super) async fn build(containers: &Containers, q: &Query, req: Request<Incom
         }
     };
     let command = containers
-        .build_command(&options)
+        .build_command(&request.options)
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // A prune meanwhile (it empties the temporary area) fails the build
+    // cleanly: the tar is gone when it is opened.
     receive(req.into_body(), &tar).await?;
 
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::task::spawn_blocking(move || {
-        let result = run(command, &tar, &context, &options, quiet, &tx);
+        // From here to the image, no prune: it would take the context.
+        let result = match store.lock_shared() {
+            Ok(_lock) => run(command, &tar, &request, &tx),
+            Err(e) => Err(e.to_string()),
+        };
         if let Err(message) = result {
             let _ = tx.blocking_send(error_line(&message));
         }
         drop(dir);
-        drop(lock);
     });
     Ok(reply(StatusCode::OK, channel_body(rx), "application/json"))
 }
@@ -206,41 +220,52 @@ async fn receive(mut body: Incoming, path: &Path) -> Result<(), Failure> {
 fn run(
     mut command: std::process::Command,
     tar: &Path,
-    context: &Path,
-    options: &BuildOptions,
-    quiet: bool,
+    request: &BuildRequest,
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), String> {
+    let (options, quiet) = (&request.options, request.quiet);
+    let context = &options.context;
     std::fs::create_dir(context).map_err(|e| format!("build context: {e}"))?;
     let file = std::fs::File::open(tar).map_err(|e| format!("build context: {e}"))?;
     crate::layer::extract_tar(file, context, "build context").map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(tar);
-    let dockerfile = options.dockerfile.as_deref().unwrap_or(context);
-    // Read as a plain file of the context: a link could point anywhere.
-    if !std::fs::symlink_metadata(dockerfile).is_ok_and(|m| m.is_file()) {
-        let rel = dockerfile.strip_prefix(context).unwrap_or(dockerfile);
-        return Err(format!(
-            "Cannot locate specified Dockerfile: {}",
-            rel.display()
-        ));
-    }
+    copy_dockerfile(context, &request.dockerfile, options.dockerfile.as_deref())?;
 
+    use std::os::unix::process::CommandExt as _;
     let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        // Its own group, so that a client leaving ends the builder and
+        // whatever it started.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("build: cannot start the builder: {e}"))?;
+    let group = child.id() as i32;
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (tx, finished) = (tx.clone(), finished.clone());
+        std::thread::spawn(move || {
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                if tx.is_closed() {
+                    // The client left: so do the builder and what it started.
+                    let _ = rustix::process::kill_process_group(
+                        rustix::process::Pid::from_raw(group).expect("a child's pid"),
+                        rustix::process::Signal::KILL,
+                    );
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
     let stderr = child.stderr.take().expect("piped");
     let mut last = String::new();
-    for l in std::io::BufReader::new(stderr).lines() {
+    for l in std::io::BufReader::new(stderr).split(b'\n') {
         let Ok(l) = l else { break };
+        let l = String::from_utf8_lossy(&l).into_owned();
         if !quiet && !l.starts_with("wharf: ") {
-            let sent = tx.blocking_send(line(json!({ "stream": format!("{l}\n") })));
-            if sent.is_err() {
-                // The client went away: so does the build.
-                let _ = child.kill();
-            }
+            let _ = tx.blocking_send(line(json!({ "stream": format!("{l}\n") })));
         }
         last = l;
     }
@@ -248,7 +273,10 @@ fn run(
     if let Some(mut stdout) = child.stdout.take() {
         let _ = stdout.read_to_string(&mut out);
     }
-    let status = child.wait().map_err(|e| format!("build: {e}"))?;
+    let status = child.wait().map_err(|e| format!("build: {e}"));
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
+    let status = status?;
     if !status.success() {
         return Err(match last.strip_prefix("wharf: ") {
             Some(m) => m.to_owned(),
@@ -273,6 +301,24 @@ fn run(
     Ok(())
 }
 
+/// Copies the Dockerfile at `rel` inside `context` to `to`, resolving it
+/// inside the context only: a link out of it (the context is the
+/// client's) is no Dockerfile.
+fn copy_dockerfile(context: &Path, rel: &Path, to: Option<&Path>) -> Result<(), String> {
+    let missing = || format!("Cannot locate specified Dockerfile: {}", rel.display());
+    let root = cap_std::fs::Dir::open_ambient_dir(context, cap_std::ambient_authority())
+        .map_err(|e| format!("build context: {e}"))?;
+    if !root.metadata(rel).is_ok_and(|m| m.is_file()) {
+        return Err(missing());
+    }
+    let text = root.read(rel).map_err(|_| missing())?;
+    let to = to.ok_or_else(missing)?;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("build: {e}"))?;
+    }
+    std::fs::write(to, text).map_err(|e| format!("build: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,21 +329,30 @@ mod tests {
 
     #[test]
     fn options_read_docker_parameters() {
-        let ctx = Path::new("/ctx");
-        let (o, quiet) = options(
+        let dir = Path::new("/tmp/b");
+        let BuildRequest {
+            options: o,
+            dockerfile,
+            quiet,
+        } = options(
             &query(
                 "t=a&t=b%3A2&dockerfile=sub%2FDf&buildargs=%7B%22K%22%3A%22v%22%2C%22N%22%3Anull%7D\
                  &target=t1&nocache=1&q=1&rm=1&forcerm=0&pull=0&labels=%7B%7D&networkmode=default",
             ),
-            ctx,
+            dir,
         )
         .unwrap();
         assert!(quiet);
+        assert_eq!(dockerfile, Path::new("sub/Df"));
+        assert_eq!(o.context, Path::new("/tmp/b/context"));
         assert_eq!(
             o.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
             ["a:latest", "b:2"]
         );
-        assert_eq!(o.dockerfile.as_deref(), Some(Path::new("/ctx/sub/Df")));
+        assert_eq!(
+            o.dockerfile.as_deref(),
+            Some(Path::new("/tmp/b/dockerfile/Df"))
+        );
         assert_eq!(o.build_args, [("K".to_owned(), "v".to_owned())]);
         assert_eq!(o.target.as_deref(), Some("t1"));
         assert!(o.no_cache);
@@ -305,7 +360,7 @@ mod tests {
 
     #[test]
     fn options_refuse_what_they_cannot_honour() {
-        let ctx = Path::new("/ctx");
+        let ctx = Path::new("/tmp/b");
         for (q, needle) in [
             ("pull=1", "pull"),
             ("remote=https%3A%2F%2Fexample.com%2Fx.git", "remote"),

@@ -1497,8 +1497,6 @@ fn console_size(v: &Value) -> Option<(u16, u16)> {
     }
 }
 
-/// The values of filter `key`: both `{"name":["x"]}` and the older
-/// `{"name":{"x":true}}`.
 /// Reads the `filters` parameter (Docker's JSON: `{"key": ["value"]}` or
 /// `{"key": {"value": true}}`) into `insert`; malformed JSON, or a filter
 /// `insert` refuses, is a 400.
@@ -1519,6 +1517,8 @@ fn query_filters(
     Ok(())
 }
 
+/// The values of filter `key`: both `{"name":["x"]}` and the older
+/// `{"name":{"x":true}}`.
 fn filter_values(filters: &Value, key: &str) -> Vec<String> {
     match &filters[key] {
         Value::Array(a) => a
