@@ -8,17 +8,18 @@
 //! single `write` (`O_APPEND`), so lines of concurrent writers never
 //! interleave. Past [`MAX_JOURNAL`] bytes the file is renamed to
 //! `events.json.1` (the one before is dropped) and a new one begun;
-//! [`Follower`] reads across the change. Recording is best effort: a
+//! [`JsonLines`] reads across the change. Recording is best effort: a
 //! journal that cannot be written never fails the operation it reports.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::container::logs::{JsonLines, Window};
 use crate::store::Store;
 
 /// Size past which the journal starts a new file.
@@ -184,13 +185,7 @@ impl Journal {
             // Writers share the lock, a rename takes it alone: once the
             // file has been renamed, nobody writes to it any more.
             let _shared = self.lock(false)?;
-            // Private as the containers' own records are: names, labels
-            // and images are the daemon socket's to tell.
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&self.path)?;
+            let mut f = self.open_file()?;
             f.write_all(&line)?;
             f.metadata()?.len()
         };
@@ -204,6 +199,17 @@ impl Journal {
         Ok(())
     }
 
+    /// The current file, opened to append, made when missing: private as
+    /// the containers' own records are (names, labels and images are the
+    /// daemon socket's to tell).
+    fn open_file(&self) -> io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+    }
+
     fn lock(&self, exclusive: bool) -> io::Result<crate::store::StoreLock> {
         let path = self.path.with_extension("lock");
         if exclusive {
@@ -213,125 +219,52 @@ impl Journal {
         }
     }
 
-    /// Reads the events recorded from `since` (ns) on, oldest first, and
-    /// returns them with a [`Follower`] for those to come.
-    pub fn since(&self, since: u64) -> io::Result<(Vec<Event>, Follower)> {
-        let mut events = Vec::new();
-        // No rename between reading `.1` and opening the current file.
+    /// Reads the events recorded inside `window`, oldest first, and
+    /// returns them with a reader of those to come.
+    pub fn since(&self, window: &Window) -> io::Result<(Vec<Event>, JsonLines<Event>)> {
+        // No rename while the reader opens the current file and `.1`.
         let shared = self.lock(false)?;
-        if let Ok(f) = std::fs::File::open(self.path.with_extension("json.1")) {
-            read_lines(io::BufReader::new(f), &mut events);
-        }
-        let mut follower = Follower::open(&self.path)?;
+        self.open_file()?;
+        let mut reader = JsonLines::open(&self.path, false)?;
         drop(shared);
-        events.extend(follower.read_new()?);
-        events.retain(|e| e.time_nano >= since);
-        Ok((events, follower))
+        let mut events: Vec<Event> = reader.read_new()?;
+        events.retain(|e| window.includes(e.time_nano));
+        Ok((events, reader))
     }
-}
 
-impl Journal {
-    /// Replays the events from `since` (None: nothing of the past) and
-    /// follows new ones until `until` has passed, handing each that
-    /// `filter` matches to `each`. Returns when `each` returns false, or
-    /// `gone()` (checked while nothing happens: a client that left).
+    /// Replays the events of `window` and follows new ones until it has
+    /// passed, handing each that `filter` matches to `each`. A window
+    /// without bounds replays nothing of the past; one with only `until`
+    /// replays from the start, as Docker. Returns when `each` returns
+    /// false, or `gone()` (checked while nothing happens: a client that
+    /// left).
     pub fn watch(
         &self,
-        since: Option<u64>,
-        until: Option<u64>,
+        window: &Window,
         filter: &Filter,
         mut each: impl FnMut(&Event) -> bool,
         gone: impl Fn() -> bool,
     ) -> io::Result<()> {
-        let due = |e: &Event| until.is_none_or(|u| e.time_nano <= u);
-        // Neither bound: nothing of the past. `until` alone: from the
-        // start, as Docker.
-        let (past, mut follower) = self.since(since.or(until.map(|_| 0)).unwrap_or(u64::MAX))?;
+        let replay = Window {
+            since: window.since.or(window.until.map(|_| 0)).or(Some(u64::MAX)),
+            until: window.until,
+        };
+        let (past, mut reader) = self.since(&replay)?;
         let mut handle = |events: &[Event]| -> bool {
             events
                 .iter()
-                .all(|e| due(e) && (!filter.matches(e) || each(e)))
+                .all(|e| !window.is_past(e.time_nano) && (!filter.matches(e) || each(e)))
         };
         if !handle(&past) {
             return Ok(());
         }
-        while until.is_none_or(|u| crate::container::now_ns() <= u) && !gone() {
+        while !window.is_past(crate::container::now_ns()) && !gone() {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            if !handle(&follower.read_new()?) {
+            if !handle(&reader.read_new()?) {
                 return Ok(());
             }
         }
         Ok(())
-    }
-}
-
-fn read_lines(reader: impl io::BufRead, out: &mut Vec<Event>) {
-    for line in reader.lines().map_while(Result::ok) {
-        if let Ok(e) = serde_json::from_str::<Event>(&line) {
-            out.push(e);
-        }
-    }
-}
-
-/// Reads the journal's new events as they come, across its renames.
-#[derive(Debug)]
-pub struct Follower {
-    path: PathBuf,
-    file: Option<(std::fs::File, u64)>,
-    /// A line not yet complete.
-    partial: Vec<u8>,
-}
-
-impl Follower {
-    fn open(path: &Path) -> io::Result<Follower> {
-        let mut f = Follower {
-            path: path.to_owned(),
-            file: None,
-            partial: Vec::new(),
-        };
-        f.reopen()?;
-        Ok(f)
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        self.partial.clear();
-        self.file = match std::fs::File::open(&self.path) {
-            Ok(f) => {
-                let ino = f.metadata()?.ino();
-                Some((f, ino))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(())
-    }
-
-    /// The events written since the last call.
-    pub fn read_new(&mut self) -> io::Result<Vec<Event>> {
-        // Which file the path names, looked at before reading: when it is
-        // another one, the rename is done and (writers holding the lock
-        // while they write) the old file is complete, so reading it to its
-        // end misses nothing.
-        let current = std::fs::metadata(&self.path).ok().map(|m| m.ino());
-        let mut events = self.drain()?;
-        if current.is_some() && current != self.file.as_ref().map(|(_, ino)| *ino) {
-            self.reopen()?;
-            events.extend(self.drain()?);
-        }
-        Ok(events)
-    }
-
-    fn drain(&mut self) -> io::Result<Vec<Event>> {
-        let mut events = Vec::new();
-        let Some((f, _)) = &mut self.file else {
-            return Ok(events);
-        };
-        let mut bytes = std::mem::take(&mut self.partial);
-        f.read_to_end(&mut bytes)?;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        self.partial = bytes.split_off(complete);
-        read_lines(io::Cursor::new(bytes), &mut events);
-        Ok(events)
     }
 }
 
@@ -349,7 +282,7 @@ mod tests {
     fn recorded_events_are_read_and_followed_across_a_rename() {
         let (_dir, store) = store();
         let journal = Journal::of(&store);
-        let (past, mut follower) = journal.since(0).unwrap();
+        let (past, mut follower) = journal.since(&Window::default()).unwrap();
         assert!(past.is_empty());
         journal.record(&Event::new("container", "create", "abc").with("name", "x"));
         let new = follower.read_new().unwrap();
@@ -370,9 +303,13 @@ mod tests {
             "nothing lost across the rename"
         );
         assert_eq!(followed.last().unwrap().action, "die");
-        let (all, _) = journal.since(0).unwrap();
+        let (all, _) = journal.since(&Window::default()).unwrap();
         assert_eq!(all.len(), written + 2, "the rotated file and the new one");
-        let (none, _) = journal.since(crate::container::now_ns() + 1).unwrap();
+        let later = Window {
+            since: Some(crate::container::now_ns() + 1),
+            until: None,
+        };
+        let (none, _) = journal.since(&later).unwrap();
         assert!(none.is_empty());
     }
 

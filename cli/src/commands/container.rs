@@ -582,18 +582,11 @@ pub fn logs(store: &Store, a: LogsArgs) -> anyhow::Result<i32> {
                 .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?,
         ),
     };
-    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
-        v.as_deref()
-            .map(|v| logs::parse_time(v, container::now_ns()))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
-    };
+    let window = logs::Window::parse(a.since.as_deref(), a.until.as_deref(), container::now_ns())
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let query = logs::Query {
         tail,
-        window: logs::Window {
-            since: time("since", &a.since)?,
-            until: time("until", &a.until)?,
-        },
+        window,
         follow: a.follow,
     };
     lib(cs.read_log(&id, &query, &mut |e| {

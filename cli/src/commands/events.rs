@@ -1,5 +1,6 @@
 //! `wharf events`.
 
+use wharf::container::logs::Window;
 use wharf::events::{Filter, Journal};
 use wharf::store::Store;
 
@@ -25,14 +26,12 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
-    let now = wharf::container::now_ns();
-    let time = |t: &Option<String>| -> anyhow::Result<Option<u64>> {
-        t.as_deref()
-            .map(|s| wharf::container::logs::parse_time(s, now))
-            .transpose()
-            .map_err(anyhow::Error::msg)
-    };
-    let (since, until) = (time(&a.since)?, time(&a.until)?);
+    let window = Window::parse(
+        a.since.as_deref(),
+        a.until.as_deref(),
+        wharf::container::now_ns(),
+    )
+    .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let mut filter = Filter::default();
     for f in &a.filter {
         filter.add(f).map_err(anyhow::Error::msg)?;
@@ -40,8 +39,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let json = a.format.is_some();
     let mut failed = None;
     Journal::of(store).watch(
-        since,
-        until,
+        &window,
         &filter,
         |e| {
             let text = if json {

@@ -115,18 +115,39 @@ pub struct Window {
 }
 
 impl Window {
+    /// The window between `--since` and `--until` values, each read by
+    /// [`parse_time`]; an error names the bound (`since: ...`).
+    pub fn parse(since: Option<&str>, until: Option<&str>, now_ns: u64) -> Result<Window, String> {
+        let time = |name: &str, v: Option<&str>| {
+            v.map(|v| parse_time(v, now_ns))
+                .transpose()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(Window {
+            since: time("since", since)?,
+            until: time("until", until)?,
+        })
+    }
+
+    /// Whether time `t` (ns since the epoch) is inside the window.
+    pub fn includes(&self, t: u64) -> bool {
+        self.since.is_none_or(|s| t >= s) && !self.is_past(t)
+    }
+
+    /// Whether time `t` comes after the window.
+    pub fn is_past(&self, t: u64) -> bool {
+        self.until.is_some_and(|u| t > u)
+    }
+
     /// Whether `e` was logged inside the window (an entry whose time
     /// cannot be read is).
     pub fn contains(&self, e: &Entry) -> bool {
-        let Some(t) = e.time_ns() else {
-            return true;
-        };
-        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+        e.time_ns().is_none_or(|t| self.includes(t))
     }
 
     /// Whether `e` comes after the window: following can stop.
     pub fn passed(&self, e: &Entry) -> bool {
-        matches!((self.until, e.time_ns()), (Some(u), Some(t)) if t > u)
+        e.time_ns().is_some_and(|t| self.is_past(t))
     }
 }
 
@@ -361,10 +382,15 @@ pub enum Framing {
     AsRead,
 }
 
-/// Reads a log from a position, entry by entry, as it grows, through its
-/// rotations.
+/// A container's log read entry by entry ([`JsonLines`] of [`Entry`]).
+pub type LogReader = JsonLines<Entry>;
+
+/// Reads a file of JSON lines (a log, the event journal) from a position,
+/// object by object, as it grows, through its rotations: `PATH.1` is the
+/// file before `PATH`, `PATH.2` the one before that. Writers write whole
+/// lines and, once a file is renamed away, no longer write to it.
 #[derive(Debug)]
-pub struct LogReader {
+pub struct JsonLines<T> {
     /// The log's current file.
     path: PathBuf,
     /// The file being read, and its inode.
@@ -374,12 +400,13 @@ pub struct LogReader {
     /// current file last).
     next: VecDeque<(File, u64)>,
     partial: Vec<u8>,
+    of: std::marker::PhantomData<fn() -> T>,
 }
 
-impl LogReader {
-    /// Reads the log at `path` from its start (its oldest rotated file
+impl<T: serde::de::DeserializeOwned> JsonLines<T> {
+    /// Reads the file at `path` from its start (its oldest rotated file
     /// first), or only what is appended from now on.
-    pub fn open(path: &Path, from_end: bool) -> io::Result<LogReader> {
+    pub fn open(path: &Path, from_end: bool) -> io::Result<JsonLines<T>> {
         let open = |p: &Path| -> io::Result<(File, u64)> {
             let f = fs_err::File::open(p)?.into_parts().0;
             let inode = f.metadata()?.ino();
@@ -405,18 +432,19 @@ impl LogReader {
         }
         files.push_back((current, inode));
         let (file, inode) = files.pop_front().expect("the current file");
-        Ok(LogReader {
+        Ok(JsonLines {
             path: path.to_owned(),
             file: io::BufReader::new(file),
             inode,
             next: files,
             partial: Vec::new(),
+            of: std::marker::PhantomData,
         })
     }
 
-    /// The complete entries appended since the last call. A line still
+    /// The complete objects appended since the last call. A line still
     /// being written is kept for the next call; a corrupt line is skipped.
-    pub fn read_new(&mut self) -> io::Result<Vec<Entry>> {
+    pub fn read_new(&mut self) -> io::Result<Vec<T>> {
         let mut out = Vec::new();
         loop {
             self.read_to_end(&mut out)?;
@@ -454,14 +482,14 @@ impl LogReader {
         self.partial.clear();
     }
 
-    /// The complete entries left in the file being read.
-    fn read_to_end(&mut self, out: &mut Vec<Entry>) -> io::Result<()> {
+    /// The complete objects left in the file being read.
+    fn read_to_end(&mut self, out: &mut Vec<T>) -> io::Result<()> {
         loop {
             let n = self.file.read_until(b'\n', &mut self.partial)?;
             if n == 0 || self.partial.last() != Some(&b'\n') {
                 return Ok(());
             }
-            if let Ok(e) = serde_json::from_slice::<Entry>(&self.partial) {
+            if let Ok(e) = serde_json::from_slice::<T>(&self.partial) {
                 out.push(e);
             }
             self.partial.clear();

@@ -658,22 +658,14 @@ impl Api {
     /// (crate::events), replayed from `since` and followed until `until`
     /// (or until the client leaves), as JSON lines.
     fn events(&self, q: &Query) -> Reply {
-        let now = container::now_ns();
-        let time = |key: &str| -> Result<Option<u64>, Failure> {
-            q.get(key)
-                .filter(|t| !t.is_empty())
-                .map(|t| logs::parse_time(t, now).map_err(|e| bad_request(format!("{key}: {e}"))))
-                .transpose()
-        };
-        let (since, until) = (time("since")?, time("until")?);
+        let window = query_window(q, "")?;
         let mut filter = crate::events::Filter::default();
         query_filters(q, |k, v| filter.insert(k, v))?;
         let journal = crate::events::Journal::of(self.containers.store());
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::task::spawn_blocking(move || {
             let _ = journal.watch(
-                since,
-                until,
+                &window,
                 &filter,
                 |e| tx.blocking_send(line(e.docker_json())).is_ok(),
                 || tx.is_closed(),
@@ -813,16 +805,17 @@ impl Api {
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0);
+        // Lenient, as the list has always been: malformed filters and
+        // unknown keys filter nothing out.
         let json: Value = q
             .get("filters")
             .and_then(|f| serde_json::from_str(f).ok())
             .unwrap_or(Value::Null);
         let mut filters = docker::Filters::default();
-        for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
-            for v in filter_values(&json, key) {
-                filters.insert(key, &v);
-            }
-        }
+        each_filter(&json, |k, v| {
+            filters.insert(k, v);
+            Ok(())
+        })?;
         let all = all || filters.implies_all();
         let cs = self.containers.clone();
         let v = blocking(move || {
@@ -1020,21 +1013,13 @@ impl Api {
                 .filter(|n| *n >= 0)
                 .map(|n| n as usize),
         };
-        // Unix timestamps as the docker CLI sends them; 0 is none.
-        let time = |k: &str| -> std::result::Result<Option<u64>, Failure> {
-            match q.get(k).filter(|v| !v.is_empty() && *v != "0") {
-                None => Ok(None),
-                Some(v) => logs::parse_time(v, container::now_ns())
-                    .map(Some)
-                    .map_err(|e| bad_request(format!("logs {k}: {e}"))),
-            }
-        };
+        let mut window = query_window(q, "logs ")?;
+        // The docker CLI sends 0 for no bound.
+        window.since = window.since.filter(|t| *t != 0);
+        window.until = window.until.filter(|t| *t != 0);
         let query = logs::Query {
             tail,
-            window: logs::Window {
-                since: time("since")?,
-                until: time("until")?,
-            },
+            window,
             follow: q.flag("follow"),
         };
         let tty = c.config.tty;
@@ -1502,19 +1487,36 @@ fn console_size(v: &Value) -> Option<(u16, u16)> {
 /// `insert` refuses, is a 400.
 fn query_filters(
     q: &Query,
-    mut insert: impl FnMut(&str, &str) -> Result<(), String>,
+    insert: impl FnMut(&str, &str) -> Result<(), String>,
 ) -> Result<(), Failure> {
     let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
         return Ok(());
     };
     let json: Value =
         serde_json::from_str(raw).map_err(|e| bad_request(format!("filters: {e}")))?;
+    each_filter(&json, insert)
+}
+
+/// Passes every key and value of Docker's `filters` JSON to `insert`;
+/// what it refuses is a 400.
+fn each_filter(
+    json: &Value,
+    mut insert: impl FnMut(&str, &str) -> Result<(), String>,
+) -> Result<(), Failure> {
     for key in json.as_object().map(|m| m.keys()).into_iter().flatten() {
-        for v in filter_values(&json, key) {
+        for v in filter_values(json, key) {
             insert(key, &v).map_err(bad_request)?;
         }
     }
     Ok(())
+}
+
+/// A request's `since` and `until` as a window (an empty value is no
+/// bound); a bad time is a 400 whose message begins with `what`.
+fn query_window(q: &Query, what: &str) -> Result<logs::Window, Failure> {
+    let bound = |k| q.get(k).filter(|v| !v.is_empty());
+    logs::Window::parse(bound("since"), bound("until"), container::now_ns())
+        .map_err(|e| bad_request(format!("{what}{e}")))
 }
 
 /// The values of filter `key`: both `{"name":["x"]}` and the older
