@@ -103,56 +103,32 @@ impl Event {
 /// The keys [`Filter`] knows.
 pub const FILTER_KEYS: [&str; 6] = ["type", "event", "container", "image", "label", "scope"];
 
-/// Docker's event filters: each key's values are alternatives, and every
-/// key must match.
-#[derive(Debug, Clone, Default)]
-pub struct Filter(BTreeMap<String, Vec<String>>);
+/// Docker's event filters.
+pub type Filter = crate::filters::Filters<EventKeys>;
+
+/// The filter keys of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKeys;
+
+impl crate::filters::Keys for EventKeys {
+    const KEYS: &'static [&'static str] = &FILTER_KEYS;
+}
 
 impl Filter {
-    /// Adds a value of `key`; an unknown key is an error naming it.
-    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), String> {
-        if !FILTER_KEYS.contains(&key) {
-            return Err(format!(
-                "invalid filter {key:?}: use {}",
-                FILTER_KEYS.join(", ")
-            ));
-        }
-        self.0
-            .entry(key.to_owned())
-            .or_default()
-            .push(value.to_owned());
-        Ok(())
-    }
-
-    /// Adds `KEY=VALUE`, as `--filter` takes it.
-    pub fn add(&mut self, filter: &str) -> Result<(), String> {
-        let (k, v) = filter
-            .split_once('=')
-            .ok_or_else(|| format!("invalid filter {filter:?}: expected KEY=VALUE"))?;
-        self.insert(k, v)
-    }
-
     /// Whether `e` passes.
     pub fn matches(&self, e: &Event) -> bool {
         let attr = |k: &str| e.attributes.get(k).map(String::as_str).unwrap_or("");
-        self.0.iter().all(|(key, wanted)| {
-            wanted.iter().any(|w| match key.as_str() {
-                "type" => e.kind == *w,
-                "event" => e.action == *w,
-                "container" => {
-                    e.kind == "container" && (e.id.starts_with(w.as_str()) || attr("name") == w)
-                }
-                "image" => match e.kind.as_str() {
-                    "container" => attr("image") == w,
-                    _ => e.id == *w || attr("name") == w,
-                },
-                "label" => match w.split_once('=') {
-                    Some((k, v)) => attr(k) == v && e.attributes.contains_key(k),
-                    None => e.attributes.contains_key(w),
-                },
-                "scope" => w == "local",
-                _ => false,
-            })
+        self.all(|key, w| match key {
+            "type" => e.kind == w,
+            "event" => e.action == w,
+            "container" => e.kind == "container" && (e.id.starts_with(w) || attr("name") == w),
+            "image" => match e.kind.as_str() {
+                "container" => attr("image") == w,
+                _ => e.id == w || attr("name") == w,
+            },
+            "label" => crate::filters::label_matches(&e.attributes, w),
+            "scope" => w == "local",
+            _ => false,
         })
     }
 }

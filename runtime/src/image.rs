@@ -506,77 +506,57 @@ pub struct ImageSummary {
 /// The keys [`ImageFilter`] knows.
 pub const IMAGE_FILTER_KEYS: [&str; 5] = ["dangling", "reference", "label", "before", "since"];
 
-/// Docker's filters of an image list (`images --filter`): each key's
-/// values are alternatives, and every key must match. `dangling`
+/// Docker's filters of an image list (`images --filter`): `dangling`
 /// (`true`: rows without a tag), `reference` (a pattern, `*` and `?` not
 /// crossing `/`, matched against `name:tag` and `name`), `label` (`key`
 /// or `key=value`), `before` and `since` (an image: rows created before
 /// or after it).
-#[derive(Debug, Clone, Default)]
-pub struct ImageFilter(BTreeMap<String, Vec<String>>);
+pub type ImageFilter = crate::filters::Filters<ImageKeys>;
 
-impl ImageFilter {
-    /// Adds a value of `key`; an unknown key or a bad value is an error
-    /// naming it.
-    pub fn insert(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
-        if !IMAGE_FILTER_KEYS.contains(&key) {
-            return Err(format!(
-                "invalid filter {key:?}: use {}",
-                IMAGE_FILTER_KEYS.join(", ")
-            ));
-        }
+/// The filter keys of an image list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageKeys;
+
+impl crate::filters::Keys for ImageKeys {
+    const KEYS: &'static [&'static str] = &IMAGE_FILTER_KEYS;
+
+    fn check(key: &str, value: &str) -> std::result::Result<(), String> {
         if key == "dangling" && !matches!(value, "true" | "false" | "1" | "0") {
             return Err(format!(
                 "invalid filter dangling={value:?}: use true or false"
             ));
         }
-        self.0
-            .entry(key.to_owned())
-            .or_default()
-            .push(value.to_owned());
         Ok(())
     }
+}
 
-    /// Adds `KEY=VALUE`, as `--filter` takes it.
-    pub fn add(&mut self, filter: &str) -> std::result::Result<(), String> {
-        let (k, v) = filter
-            .split_once('=')
-            .ok_or_else(|| format!("invalid filter {filter:?}: expected KEY=VALUE"))?;
-        self.insert(k, v)
-    }
-
+impl ImageFilter {
     /// The rows of `rows` that pass. `before` and `since` name images of
     /// `store`; an unknown one is an error.
     pub fn apply(&self, store: &Store, rows: Vec<ImageSummary>) -> Result<Vec<ImageSummary>> {
         let mut created = BTreeMap::new();
         for key in ["before", "since"] {
-            for name in self.0.get(key).into_iter().flatten() {
+            for name in self.values(key) {
                 let tagged = store.lookup(name)?;
                 let img = store.load_image(&tagged.descriptor, None)?;
                 created.insert(
-                    (key, name.clone()),
-                    img.config.created().clone().unwrap_or_default(),
+                    (key, name.as_str()),
+                    time(&img.config.created().clone().unwrap_or_default()),
                 );
             }
         }
         Ok(rows
             .into_iter()
             .filter(|r| {
-                self.0.iter().all(|(key, wanted)| {
-                    wanted.iter().any(|w| match key.as_str() {
-                        "dangling" => (r.tag == "<none>") == matches!(w.as_str(), "true" | "1"),
-                        "reference" => {
-                            glob(w, &format!("{}:{}", r.repository, r.tag))
-                                || glob(w, &r.repository)
-                        }
-                        "label" => match w.split_once('=') {
-                            Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
-                            None => r.labels.contains_key(w),
-                        },
-                        "before" => time(&r.created_at) < time(&created[&("before", w.clone())]),
-                        "since" => time(&r.created_at) > time(&created[&("since", w.clone())]),
-                        _ => true,
-                    })
+                self.all(|key, w| match key {
+                    "dangling" => (r.tag == "<none>") == matches!(w, "true" | "1"),
+                    "reference" => {
+                        glob(w, &format!("{}:{}", r.repository, r.tag)) || glob(w, &r.repository)
+                    }
+                    "label" => crate::filters::label_matches(&r.labels, w),
+                    "before" => time(&r.created_at) < created[&("before", w)],
+                    "since" => time(&r.created_at) > created[&("since", w)],
+                    _ => true,
                 })
             })
             .collect())

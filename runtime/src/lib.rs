@@ -39,6 +39,7 @@ pub mod daemon;
 pub mod digest;
 pub mod events;
 pub mod exec;
+pub mod filters;
 pub mod image;
 pub mod layer;
 pub mod reference;

@@ -2,8 +2,6 @@
 //! inspect` and of the Engine API's container list, and `docker ps`'s
 //! status line. The CLI and the daemon both use these.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use super::logs::rfc3339_nanos;
@@ -23,61 +21,38 @@ pub fn status_line(c: &Container) -> String {
     }
 }
 
-/// Docker's filters of a container list (`ps --filter`): each key's
-/// values are alternatives, and every key must match. Keys: `id` (a
+/// Docker's filters of a container list (`ps --filter`). Keys: `id` (a
 /// prefix), `name` (a part), `status` (Docker's state name), `label`
 /// (`key` or `key=value`), `ancestor` (the image as named, or its id).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filters(BTreeMap<String, Vec<String>>);
+pub type Filters = crate::filters::Filters<ContainerKeys>;
 
 /// The keys [`Filters`] knows.
 pub const FILTER_KEYS: [&str; 5] = ["id", "name", "status", "label", "ancestor"];
 
+/// The filter keys of a container list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerKeys;
+
+impl crate::filters::Keys for ContainerKeys {
+    const KEYS: &'static [&'static str] = &FILTER_KEYS;
+}
+
 impl Filters {
-    /// Adds `KEY=VALUE` (as `ps --filter` takes it); an unknown key is an
-    /// error naming it.
-    pub fn add(&mut self, filter: &str) -> Result<(), String> {
-        let (k, v) = filter
-            .split_once('=')
-            .ok_or_else(|| format!("invalid filter {filter:?}: expected KEY=VALUE"))?;
-        if !FILTER_KEYS.contains(&k) {
-            return Err(format!(
-                "invalid filter {k:?}: use {}",
-                FILTER_KEYS.join(", ")
-            ));
-        }
-        self.insert(k, v);
-        Ok(())
-    }
-
-    /// Adds a value of `key` (unknown keys match everything, as the API
-    /// has always let them).
-    pub fn insert(&mut self, key: &str, value: &str) {
-        self.0
-            .entry(key.to_owned())
-            .or_default()
-            .push(value.to_owned());
-    }
-
     /// A `status` filter lists stopped containers too, as with `-a`.
     pub fn implies_all(&self) -> bool {
-        self.0.contains_key("status")
+        !self.values("status").is_empty()
     }
 
-    /// Whether `c` passes.
+    /// Whether `c` passes (a key the list does not know, which the API
+    /// has always let through, matches everything).
     pub fn matches(&self, c: &Container) -> bool {
-        self.0.iter().all(|(key, wanted)| {
-            wanted.iter().any(|w| match key.as_str() {
-                "id" => c.id.starts_with(w.as_str()),
-                "name" => c.name.contains(w.trim_start_matches('/')),
-                "status" => state_name(&c.state) == w,
-                "label" => match w.split_once('=') {
-                    Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
-                    None => c.config.labels.contains_key(w),
-                },
-                "ancestor" => c.config.image == *w || c.config.image_id.contains(w.as_str()),
-                _ => true,
-            })
+        self.all(|key, w| match key {
+            "id" => c.id.starts_with(w),
+            "name" => c.name.contains(w.trim_start_matches('/')),
+            "status" => state_name(&c.state) == w,
+            "label" => crate::filters::label_matches(&c.config.labels, w),
+            "ancestor" => c.config.image == w || c.config.image_id.contains(w),
+            _ => true,
         })
     }
 }

@@ -288,7 +288,7 @@ fn run(
         let _ = tx.blocking_send(line(json!({ "stream": format!("{id}\n") })));
         return Ok(());
     }
-    let short = id.trim_start_matches("sha256:").get(..12).unwrap_or(id);
+    let short = crate::container::short_id(id.trim_start_matches("sha256:"));
     let _ = tx.blocking_send(line(json!({ "aux": { "ID": id } })));
     let _ = tx.blocking_send(line(
         json!({ "stream": format!("Successfully built {short}\n") }),

@@ -813,7 +813,7 @@ impl Api {
             .unwrap_or(Value::Null);
         let mut filters = docker::Filters::default();
         each_filter(&json, |k, v| {
-            filters.insert(k, v);
+            filters.insert_any(k, v);
             Ok(())
         })?;
         let all = all || filters.implies_all();
