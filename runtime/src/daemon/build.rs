@@ -185,10 +185,13 @@ pub(super) async fn build(containers: &Containers, q: &Query, req: Request<Incom
             Ok(_lock) => run(command, &tar, &request, &tx),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(message) = result {
-            let _ = tx.blocking_send(error_line(&message));
-        }
+        // The context is gone before the stream ends: a client that reads
+        // the last line finds the store as the build left it.
         drop(dir);
+        let last = result.unwrap_or_else(|message| vec![error_line(&message)]);
+        for l in last {
+            let _ = tx.blocking_send(l);
+        }
     });
     Ok(reply(StatusCode::OK, channel_body(rx), "application/json"))
 }
@@ -215,14 +218,14 @@ async fn receive(mut body: Incoming, path: &Path) -> Result<(), Failure> {
     file.flush().await.map_err(io)
 }
 
-/// Unpacks the context and runs the build, sending its progress; `Err`
-/// is the message of the stream's closing error.
+/// Unpacks the context and runs the build, sending its progress; `Ok`
+/// holds the stream's closing lines, `Err` the message of its error.
 fn run(
     mut command: std::process::Command,
     tar: &Path,
     request: &BuildRequest,
     tx: &mpsc::Sender<Bytes>,
-) -> Result<(), String> {
+) -> Result<Vec<Bytes>, String> {
     let (options, quiet) = (&request.options, request.quiet);
     let context = &options.context;
     std::fs::create_dir(context).map_err(|e| format!("build context: {e}"))?;
@@ -285,20 +288,19 @@ fn run(
     }
     let id = out.trim();
     if quiet {
-        let _ = tx.blocking_send(line(json!({ "stream": format!("{id}\n") })));
-        return Ok(());
+        return Ok(vec![line(json!({ "stream": format!("{id}\n") }))]);
     }
     let short = crate::container::short_id(id.trim_start_matches("sha256:"));
-    let _ = tx.blocking_send(line(json!({ "aux": { "ID": id } })));
-    let _ = tx.blocking_send(line(
-        json!({ "stream": format!("Successfully built {short}\n") }),
-    ));
+    let mut closing = vec![
+        line(json!({ "aux": { "ID": id } })),
+        line(json!({ "stream": format!("Successfully built {short}\n") })),
+    ];
     for t in &options.tags {
-        let _ = tx.blocking_send(line(
+        closing.push(line(
             json!({ "stream": format!("Successfully tagged {}\n", t.familiar()) }),
         ));
     }
-    Ok(())
+    Ok(closing)
 }
 
 /// Copies the Dockerfile at `rel` inside `context` to `to`, resolving it
