@@ -257,17 +257,7 @@ fn start(globals: &Globals) {
         .parse::<tracing::Level>()
         .unwrap_or(tracing::Level::WARN);
     use tracing_subscriber::prelude::*;
-    // youki's libraries warn about every cgroup controller a host lacks,
-    // and log the errors wharf reports itself: silent unless asked for.
-    let quiet = if level >= tracing::Level::INFO {
-        tracing_subscriber::filter::LevelFilter::from_level(level)
-    } else {
-        tracing_subscriber::filter::LevelFilter::OFF
-    };
-    let targets = tracing_subscriber::filter::Targets::new()
-        .with_default(level)
-        .with_target("libcontainer", quiet)
-        .with_target("libcgroups", quiet);
+    let targets = tracing_subscriber::filter::Targets::new().with_default(level);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

@@ -361,7 +361,7 @@ fn unsupported_build_features_fail_clearly() {
     // A Linux RUN without a shell in the image (RUN runs as root only).
     if rustix::process::geteuid().is_root() {
         env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])
-            .fails(125, "executable '/bin/sh' not found");
+            .fails(125, "exec: \"/bin/sh\": executable file not found");
     }
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN echo hi\n").unwrap();
     env.wharf(&["build", "-t", "x", ctx.to_str().unwrap()])

@@ -1019,3 +1019,52 @@ fn layers_are_unpacked_once_and_shared_between_images() {
     env.wharf(&["rmi", "bb"]).ok();
     assert_eq!(count(), 0);
 }
+
+#[test]
+fn mount_destinations_resolve_inside_the_container() {
+    let env = Env::new();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return;
+    }
+    // The image makes /data a link to an absolute host path: a runtime
+    // that resolved mount destinations on the host would mount the
+    // volume there (and create it).
+    let escape = env.scratch.path().join("escape");
+    build_busybox(
+        &env,
+        &format!(
+            "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN ln -s {} /data && ln -s /../../../.. /up\n",
+            escape.display()
+        ),
+    )
+    .ok();
+    let data = env.scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "volume\n").unwrap();
+    let vol = format!("{}:/data", data.display());
+    let r = env
+        .wharf(&[
+            "run",
+            "-v",
+            &vol,
+            "-w",
+            "/up/up",
+            "bb",
+            "sh",
+            "-c",
+            &format!("cat /data/f; ls {}; pwd; ls /", escape.display()),
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(&lines[..3], ["volume", "f", "/"], "{}", r.stdout);
+    assert!(!escape.exists(), "a mount followed the image's link out");
+    // The working directory resolved in the container too: `..` above
+    // its root stays at its root.
+    assert!(
+        lines.contains(&"data") && !lines.contains(&"home"),
+        "{}",
+        r.stdout
+    );
+}

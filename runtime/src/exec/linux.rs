@@ -19,13 +19,15 @@ use oci_spec::runtime::{
     MountBuilder, Spec, UserBuilder,
 };
 
+use super::cgroups::Cgroup;
 use super::{RunError, RunOptions, RunOutcome};
 use crate::digest::Digest;
 use crate::image::Image;
 use crate::store::Store;
 
 /// `PATH` when the image sets none (Docker's default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default capabilities.
 const DEFAULT_CAPS: [Capability; 14] = [
@@ -526,9 +528,9 @@ fn fill_bundle(
 
 /// Runs `image` as a Linux container and waits for it: an overlay rootfs
 /// over the image's snapshot (the container's writes go to its own upper
-/// layer, removed afterwards), the spec from [`runtime_spec`], and youki's
-/// libcontainer to create the namespaces, mounts and cgroups and start the
-/// process. wharf stays the parent: it forwards SIGINT, SIGTERM, SIGHUP,
+/// layer, removed afterwards), the spec from [`runtime_spec`], and wharf's
+/// executor (`exec::oci`) to create the cgroup, namespaces and mounts and
+/// start the process. wharf stays the parent: it forwards SIGINT, SIGTERM, SIGHUP,
 /// SIGQUIT, SIGUSR1 and SIGUSR2 to the container's init, and returns its
 /// exit code (128 + the signal number when a signal ended it).
 pub fn run(
@@ -569,8 +571,8 @@ pub fn run(
 
     // Users resolve against the merged image, before anything runs in it.
     let spec = runtime_spec(image, &container.rootfs, options, &named(linux, &id))?;
-    write_config(spec, &container.rootfs, &id, &dir)?;
-    let outcome = start_and_wait(store, &id, &dir, options, linux)?;
+    let spec = write_config(spec, &container.rootfs, &id, &dir)?;
+    let outcome = start_and_wait(store, &id, &dir, &spec, &container.rootfs, options, linux)?;
     drop(container);
     drop(layers);
     Ok(outcome)
@@ -590,8 +592,8 @@ pub fn run_in(
     let id = container_id();
     let bundle = store.temp_dir("container-")?;
     let spec = spec_for("the process", config, rootfs, options, &named(linux, &id))?;
-    write_config(spec, rootfs, &id, bundle.path())?;
-    start_and_wait(store, &id, bundle.path(), options, linux)
+    let spec = write_config(spec, rootfs, &id, bundle.path())?;
+    start_and_wait(store, &id, bundle.path(), &spec, rootfs, options, linux)
 }
 
 fn require_root() -> Result<(), RunError> {
@@ -612,8 +614,8 @@ fn named(linux: &LinuxOptions, id: &str) -> LinuxOptions {
 }
 
 /// Points `spec` at `rootfs` and the container's cgroup, and writes it as
-/// `bundle/config.json` for libcontainer.
-fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Result<(), RunError> {
+/// `bundle/config.json` (where `exec` finds the container's process).
+fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Result<Spec, RunError> {
     if let Some(root) = spec.root_mut() {
         root.set_path(rootfs.to_path_buf());
     }
@@ -623,7 +625,7 @@ fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Resul
     let json = serde_json::to_vec(&spec)
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
     std::fs::write(bundle.join("config.json"), json)?;
-    Ok(())
+    Ok(spec)
 }
 
 /// Signals wharf passes on to the container.
@@ -643,11 +645,11 @@ fn start_and_wait(
     store: &Store,
     id: &str,
     bundle: &Path,
+    spec: &Spec,
+    rootfs: &Path,
     options: &RunOptions,
     linux: &LinuxOptions,
 ) -> Result<RunOutcome, RunError> {
-    let state = store.root().join("wharf/run");
-    std::fs::create_dir_all(&state)?;
     // Captured output goes to unlinked files in the store's temp area
     // (made only when something is captured).
     let capturing = [&options.stdout, &options.stderr]
@@ -666,7 +668,24 @@ fn start_and_wait(
     };
     let out = capture(&options.stdout)?;
     let err = capture(&options.stderr)?;
-    let code = start_and_wait_in(id, bundle, &state, options, &out, &err, linux)?;
+    use std::process::Stdio;
+    let stream = |s: &super::Stdio, f: &Option<std::fs::File>| -> Result<Stdio, RunError> {
+        Ok(match (s, f) {
+            (super::Stdio::Null, _) => Stdio::null(),
+            (_, Some(f)) => Stdio::from(f.try_clone()?),
+            _ => Stdio::inherit(),
+        })
+    };
+    let stdio = super::oci::Stdio {
+        stdin: if options.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        },
+        stdout: stream(&options.stdout, &out)?,
+        stderr: stream(&options.stderr, &err)?,
+    };
+    let code = start_and_wait_in(id, bundle, spec, rootfs, stdio, linux)?;
     let read = |f: Option<std::fs::File>| -> Result<Vec<u8>, RunError> {
         let mut bytes = Vec::new();
         if let Some(mut f) = f {
@@ -683,103 +702,64 @@ fn start_and_wait(
     })
 }
 
+/// Starts the container of `spec` (its rootfs `rootfs`, its files in
+/// `bundle`) and waits for it; removes its cgroup afterwards.
 fn start_and_wait_in(
     id: &str,
     bundle: &Path,
-    state: &Path,
-    options: &RunOptions,
-    out: &Option<std::fs::File>,
-    err: &Option<std::fs::File>,
+    spec: &Spec,
+    rootfs: &Path,
+    stdio: super::oci::Stdio,
     linux: &LinuxOptions,
 ) -> Result<i32, RunError> {
-    let engine = |e: libcontainer::error::LibcontainerError| {
-        RunError::Unsupported(format!("container {id}: {e}"))
-    };
-    let stdout = match (&options.stdout, out) {
-        (super::Stdio::Null, _) => Some(std::fs::File::create("/dev/null")?),
-        (_, Some(f)) => Some(f.try_clone()?),
-        _ => None,
-    };
-    let stderr = match (&options.stderr, err) {
-        (super::Stdio::Null, _) => Some(std::fs::File::create("/dev/null")?),
-        (_, Some(f)) => Some(f.try_clone()?),
-        _ => None,
-    };
-    let console = match &linux.terminal {
-        Some(_) => Some(super::tty::ConsoleSocket::bind(bundle)?),
-        None => None,
-    };
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let cgroup = Cgroup::create(id, resources)?;
     let forwarder = Forwarder::start()?;
     let result = (|| {
-        let mut container = builder(id, state, options.stdin, stdout, stderr)?
-            .with_console_socket(console.as_ref().map(|c| c.path()))
-            .as_init(bundle)
-            .with_systemd(false)
-            // libcontainer takes a console socket only for a detached
-            // container; wharf waits for it all the same.
-            .with_detach(console.is_some())
-            .build()
-            .map_err(engine)?;
-        let started = match (&console, &linux.terminal) {
-            (Some(socket), Some(on_terminal)) => socket
-                .receive(std::time::Duration::from_secs(10))
-                .map_err(|e| RunError::Unsupported(format!("container {id}: terminal: {e}")))
-                .map(|master| (on_terminal.0)(master)),
-            _ => Ok(()),
-        }
-        .and_then(|()| container.start().map_err(engine));
-        let code = match (started, container.pid()) {
-            (Ok(()), Some(pid)) => {
-                forwarder.target(pid.as_raw());
-                if let Some(f) = &linux.on_start {
-                    (f.0)(pid.as_raw());
-                }
-                wait_for(pid.as_raw())
-            }
-            (Ok(()), None) => Err(RunError::Unsupported(format!(
-                "container {id} started without a process"
-            ))),
-            (Err(e), _) => Err(e),
+        let place = super::oci::Place::New {
+            rootfs,
+            // A build step's rootfs is a plain directory.
+            bind_rootfs: !rootfs.starts_with(bundle),
         };
-        let _ = container.delete(true);
-        code
+        let mut started =
+            super::oci::start(spec, place, &cgroup, stdio).map_err(|e| in_container(id, e))?;
+        let pid = started.child.id() as i32;
+        // Who the init is, for `exec` and for cleaning up after a crash.
+        let recorded = super::oci::start_time(pid)
+            .ok_or_else(|| std::io::Error::other("its start time is unreadable"))
+            .and_then(|t| std::fs::write(bundle.join("init"), format!("{pid} {t}")));
+        if let Err(e) = recorded {
+            let _ = started.child.kill();
+            let _ = started.child.wait();
+            return Err(RunError::Unsupported(format!(
+                "container {id}: recording its init: {e}"
+            )));
+        }
+        forwarder.target(pid);
+        if let (Some(master), Some(on_terminal)) = (started.terminal.take(), &linux.terminal) {
+            (on_terminal.0)(master);
+        }
+        if let Some(f) = &linux.on_start {
+            (f.0)(pid);
+        }
+        wait_for(&mut started.child)
     })();
     forwarder.stop();
+    let _ = std::fs::remove_file(bundle.join("init"));
+    cgroup.remove();
     result
 }
 
-/// A libcontainer builder for container `id` (state under `state`) with
-/// stdin from /dev/null unless `stdin`, and stdout/stderr to the files
-/// given (else inherited).
-fn builder(
-    id: &str,
-    state: &Path,
-    stdin: bool,
-    stdout: Option<std::fs::File>,
-    stderr: Option<std::fs::File>,
-) -> Result<libcontainer::container::builder::ContainerBuilder, RunError> {
-    use libcontainer::container::builder::ContainerBuilder;
-    use libcontainer::syscall::syscall::SyscallType;
-    let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-        .with_root_path(state)
-        .map_err(|e| RunError::Unsupported(format!("container {id}: {e}")))?
-        .with_executor(super::seccomp::SeccompExecutor);
-    if !stdin {
-        builder = builder.with_stdin(std::fs::File::open("/dev/null")?);
+/// Names the container in a setup error.
+fn in_container(id: &str, e: RunError) -> RunError {
+    match e {
+        RunError::Unsupported(m) => RunError::Unsupported(format!("container {id}: {m}")),
+        other => other,
     }
-    if let Some(f) = stdout {
-        builder = builder.with_stdout(f);
-    }
-    if let Some(f) = stderr {
-        builder = builder.with_stderr(f);
-    }
-    Ok(builder)
 }
 
 /// Passes the [`FORWARDED`] signals this process gets on to a container
 /// process once its pid is known; those that come earlier wait for it.
-/// Also makes this process a subreaper: the container's process is a
-/// grandchild, and its exit status must still reach this process.
 struct Forwarder {
     target: std::sync::Arc<std::sync::Mutex<(i32, Vec<i32>)>>,
     handle: signal_hook::iterator::Handle,
@@ -788,8 +768,6 @@ struct Forwarder {
 
 impl Forwarder {
     fn start() -> Result<Forwarder, RunError> {
-        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .map_err(std::io::Error::from)?;
         let mut signals = signal_hook::iterator::Signals::new(FORWARDED)?;
         let handle = signals.handle();
         let target: std::sync::Arc<std::sync::Mutex<(i32, Vec<i32>)>> = Default::default();
@@ -886,20 +864,14 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
             "the working directory {w:?} is not an absolute path"
         )));
     }
-    let state = store.root().join("wharf/run");
-    if !state.join(id).join("state.json").exists() {
-        return Err(RunError::Unsupported(format!(
-            "container {id} is not running"
-        )));
-    }
-    // The container's own process settings (user, capabilities, rlimits,
+    let dir = overlays_dir(store).join(id);
+    let init = running_init(&dir)
+        .ok_or_else(|| RunError::Unsupported(format!("container {id} is not running")))?;
+    // The container's own process settings (user, capabilities,
     // no_new_privs, ...) with this command, environment and directory,
     // as runc exec derives its process.json.
-    let bundle = libcontainer::container::Container::load(state.join(id))
-        .map_err(|e| RunError::Unsupported(format!("container {id}: {e}")))?
-        .bundle()
-        .to_owned();
-    let spec = Spec::load(bundle.join("config.json")).map_err(spec_error)?;
+    let mut spec = Spec::load(dir.join("config.json")).map_err(spec_error)?;
+    let rootfs = dir.join("rootfs");
     let mut process = spec
         .process()
         .clone()
@@ -910,7 +882,7 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
         .unwrap_or_else(|| process.cwd().to_string_lossy().into_owned());
     // Checked in the container's own filesystem, without following
     // anything out of it.
-    let is_dir = Dir::open_ambient_dir(bundle.join("rootfs"), cap_std::ambient_authority())
+    let is_dir = Dir::open_ambient_dir(&rootfs, cap_std::ambient_authority())
         .and_then(|root| match workdir.trim_start_matches('/') {
             "" => root.dir_metadata(),
             rel => root.metadata(rel),
@@ -927,7 +899,7 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
         // added since start resolve too. Its processes control them, so
         // they are read as for an untrusted image (regular files only,
         // bounded, nothing followed out of the rootfs).
-        process.set_user(spec_user(&bundle.join("rootfs"), u)?);
+        process.set_user(spec_user(&rootfs, u)?);
     }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     for kv in &options.env {
@@ -942,66 +914,53 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
     process.set_args(Some(options.argv));
     process.set_cwd(PathBuf::from(&workdir));
     process.set_terminal(Some(options.terminal.is_some()));
-    let scratch = store.temp_dir("exec-")?;
-    let console = match &options.terminal {
-        Some(_) => Some(super::tty::ConsoleSocket::bind(scratch.path())?),
-        None => None,
-    };
-    let process_json = scratch.path().join("process.json");
-    std::fs::write(
-        &process_json,
-        serde_json::to_vec(&process)
-            .map_err(|e| RunError::Unsupported(format!("process spec: {e}")))?,
-    )?;
+    spec.set_process(Some(process));
 
+    use std::process::Stdio;
+    let stdio = super::oci::Stdio {
+        stdin: if options.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        },
+        stdout: options.stdout.map_or_else(Stdio::inherit, Stdio::from),
+        stderr: options.stderr.map_or_else(Stdio::inherit, Stdio::from),
+    };
+    let cgroup = Cgroup::of(id);
     let forwarder = Forwarder::start()?;
     let result = (|| {
-        let pid = builder(id, &state, options.stdin, options.stdout, options.stderr)?
-            .with_console_socket(console.as_ref().map(|c| c.path()))
-            .as_tenant()
-            // A console socket is only taken for a detached process.
-            .with_detach(console.is_some())
-            .with_process(Some(&process_json))
-            .build()
-            .map_err(|e| exec_error(&program, id, e))?;
+        let place = super::oci::Place::Enter {
+            init: std::os::fd::AsFd::as_fd(&init),
+        };
+        let mut started = super::oci::start(&spec, place, &cgroup, stdio).map_err(|e| match e {
+            RunError::Unsupported(m) => {
+                RunError::Unsupported(format!("exec in container {id}: {m}"))
+            }
+            other => other,
+        })?;
         if options.detach {
-            // Started: it runs on without us (init reaps it when this
-            // process is gone).
+            // Started: it runs on without us (the container's init reaps
+            // it when this process is gone).
             return Ok(0);
         }
-        forwarder.target(pid.as_raw());
-        if let (Some(socket), Some(on_terminal)) = (&console, &options.terminal) {
-            match socket.receive(std::time::Duration::from_secs(10)) {
-                Ok(master) => (on_terminal.0)(master),
-                Err(e) => {
-                    send_signal(pid.as_raw(), signal_hook::consts::SIGKILL);
-                    let _ = wait_for(pid.as_raw());
-                    return Err(RunError::Unsupported(format!(
-                        "exec in container {id}: terminal: {e}"
-                    )));
-                }
-            }
+        forwarder.target(started.child.id() as i32);
+        if let (Some(master), Some(on_terminal)) = (started.terminal.take(), &options.terminal) {
+            (on_terminal.0)(master);
         }
-        wait_for(pid.as_raw())
+        wait_for(&mut started.child)
     })();
     forwarder.stop();
     result
 }
 
-/// What a failed `exec` start says, with Docker's exit codes: 127 when
-/// the program is not found, 126 when it cannot be run.
-fn exec_error(program: &str, id: &str, e: libcontainer::error::LibcontainerError) -> RunError {
-    let text = e.to_string();
-    if text.contains("not found") || text.contains("No such file") || text.contains("ENOENT") {
-        RunError::CommandNotFound(program.to_owned())
-    } else if text.contains("ermission denied") || text.contains("EACCES") {
-        RunError::CannotExecute {
-            program: program.to_owned(),
-            reason: "permission denied".into(),
-        }
-    } else {
-        RunError::Unsupported(format!("exec in container {id}: {text}"))
-    }
+/// A pidfd of the init of the container whose directory is `dir`, when
+/// it runs (the `init` file names it by pid and start time).
+fn running_init(dir: &Path) -> Option<std::os::fd::OwnedFd> {
+    let text = std::fs::read_to_string(dir.join("init")).ok()?;
+    let mut words = text.split_whitespace();
+    let pid: i32 = words.next()?.parse().ok()?;
+    let started: u64 = words.next()?.parse().ok()?;
+    super::oci::pidfd(pid, started)
 }
 
 fn send_signal(pid: i32, sig: i32) {
@@ -1013,30 +972,14 @@ fn send_signal(pid: i32, sig: i32) {
     }
 }
 
-/// Reaps children until `pid` exits; its exit code, or 128 + signal.
-fn wait_for(pid: i32) -> Result<i32, RunError> {
-    use rustix::process::{wait, WaitOptions};
-    // __WALL: libcontainer clones the init without an exit signal, and
-    // plain waitpid does not see such children.
-    let all = WaitOptions::from_bits_retain(0x4000_0000);
-    loop {
-        match wait(all) {
-            Ok(Some((child, status))) => {
-                if child.as_raw_nonzero().get() != pid {
-                    continue;
-                }
-                if let Some(code) = status.exit_status() {
-                    return Ok(code);
-                }
-                if let Some(sig) = status.terminating_signal() {
-                    return Ok(128 + sig);
-                }
-            }
-            Ok(None) => continue,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(std::io::Error::from(e).into()),
-        }
-    }
+/// Waits for `child`; its exit code, or 128 + the signal that ended it.
+fn wait_for(child: &mut std::process::Child) -> Result<i32, RunError> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let status = child.wait()?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(128))
 }
 
 /// Cleans up after `wharf run`s that died without cleaning up (killed
@@ -1049,7 +992,6 @@ fn sweep_orphans(store: &Store) {
     let Ok(entries) = std::fs::read_dir(overlays_dir(store)) else {
         return;
     };
-    let state = store.root().join("wharf/run");
     for entry in entries.flatten() {
         let dir = entry.path();
         let owner = std::fs::read_to_string(dir.join("owner"))
@@ -1069,15 +1011,18 @@ fn sweep_orphans(store: &Store) {
         }
         tracing::info!(container = %entry.file_name().to_string_lossy(), "cleaning up after a run that died");
         let id = entry.file_name().to_string_lossy().into_owned();
-        // Every process left in the container's cgroup is killed first;
-        // the state may predate the init's pid.
-        signal_cgroup(&id, signal_hook::consts::SIGKILL);
-        if let Ok(mut c) = libcontainer::container::Container::load(state.join(&id)) {
-            if let Some(pid) = c.pid() {
-                send_signal(pid.as_raw(), signal_hook::consts::SIGKILL);
-            }
-            let _ = c.delete(true);
+        // The init (its pid namespace goes with it) and every process
+        // left in the container's cgroup.
+        if let Some(init) = running_init(&dir) {
+            let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
         }
+        signal_cgroup(&id, signal_hook::consts::SIGKILL);
+        let cgroup = Cgroup::of(&id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !cgroup.pids().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        cgroup.remove();
         let _ = rustix::mount::unmount(dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1141,15 +1086,17 @@ fn overlays_dir(store: &Store) -> PathBuf {
 /// hex digits) through its cgroup's freezer, as `runc pause` and `runc
 /// resume` do.
 pub fn freeze(store: &Store, id: &str, frozen: bool) -> Result<(), RunError> {
-    let state = store.root().join("wharf/run").join(id);
-    let failed = |e: libcontainer::error::LibcontainerError| {
+    if running_init(&overlays_dir(store).join(id)).is_none() {
+        return Err(RunError::Unsupported(format!(
+            "container {id} is not running"
+        )));
+    }
+    Cgroup::of(id).freeze(frozen).map_err(|e| {
         RunError::Unsupported(format!(
             "container {id}: cannot {}: {e}",
             if frozen { "pause" } else { "unpause" }
         ))
-    };
-    let mut c = libcontainer::container::Container::load(state).map_err(failed)?;
-    if frozen { c.pause() } else { c.resume() }.map_err(failed)
+    })
 }
 
 /// Sends `signal` to every process in the cgroup of container `id` (its
@@ -1165,22 +1112,8 @@ pub fn signal_cgroup(id: &str, signal: i32) -> usize {
 
 /// The processes in the cgroup of container `id` (12 hex digits): those
 /// of its v1 controllers and of v2, host pids.
-pub fn cgroup_pids(id: &str) -> std::collections::BTreeSet<u32> {
-    let mut cgroups = vec![PathBuf::from(format!("/sys/fs/cgroup/wharf/{id}"))];
-    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-        cgroups.extend(
-            controllers
-                .flatten()
-                .map(|c| c.path().join("wharf").join(id)),
-        );
-    }
-    let mut pids = std::collections::BTreeSet::new();
-    for cg in cgroups {
-        if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        }
-    }
-    pids
+pub fn cgroup_pids(id: &str) -> BTreeSet<u32> {
+    Cgroup::of(id).pids()
 }
 
 /// A fresh container id: 12 hex digits.

@@ -2,8 +2,10 @@
 //! executors that run it. Only the wasm executor exists so far; the Linux
 //! backend will be a second executor behind the same [`RunOptions`].
 
+mod cgroups;
 pub mod linux;
 pub mod network;
+mod oci;
 mod p1_sockets;
 mod seccomp;
 pub mod tty;

@@ -135,43 +135,6 @@ pub(crate) fn default_profile() -> Result<Vec<BpfProgram>, String> {
     ])
 }
 
-/// Installs the default profile in the calling thread (the container's
-/// init, just before it execs the process).
-pub(crate) fn install_default() -> Result<(), String> {
-    for program in default_profile()? {
-        seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))?;
-    }
-    Ok(())
-}
-
-/// libcontainer's default executor behind the default seccomp profile.
-#[derive(Clone)]
-pub(crate) struct SeccompExecutor;
-
-impl libcontainer::workload::Executor for SeccompExecutor {
-    fn exec(
-        &self,
-        spec: &libcontainer::oci_spec::runtime::Spec,
-    ) -> Result<(), libcontainer::workload::ExecutorError> {
-        install_default().map_err(libcontainer::workload::ExecutorError::Other)?;
-        libcontainer::workload::default::get_executor().exec(spec)
-    }
-
-    fn validate(
-        &self,
-        spec: &libcontainer::oci_spec::runtime::Spec,
-    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
-        libcontainer::workload::default::get_executor().validate(spec)
-    }
-
-    fn setup_envs(
-        &self,
-        envs: std::collections::HashMap<String, String>,
-    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
-        libcontainer::workload::default::get_executor().setup_envs(envs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -3,16 +3,13 @@
 //! the master side, where the process's output comes out and its input
 //! and window size go in.
 //!
-//! A Linux container's pty is made inside the container (libcontainer's
-//! console socket, as runc's `--console-socket`) and its master sent to
-//! wharf; a wasm guest's is made here by [`open_pty`]. [`Relay`] joins a
+//! A Linux container's pty is made inside the container, in its own
+//! devpts, by the container's init ([`super::oci`]), which sends the
+//! master to wharf over a socket pair ([`receive_fd`]); a wasm guest's is made here by [`open_pty`]. [`Relay`] joins a
 //! master to this process's own terminal for a foreground run.
 
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use rustix::termios::{self, Termios, Winsize};
 
@@ -296,80 +293,27 @@ impl RelaySlot {
     }
 }
 
-/// A Unix socket on which a container's init sends the master side of
-/// the pty it makes (runc's console socket protocol: one message with the
-/// descriptor as SCM_RIGHTS). Removed when dropped.
-pub(crate) struct ConsoleSocket {
-    listener: UnixListener,
-    path: std::path::PathBuf,
-}
-
-impl ConsoleSocket {
-    /// Listens at `dir/console.sock`. Bound through this process's
-    /// descriptor of `dir`, so that a deep store path does not run into
-    /// the 108-byte limit of socket addresses.
-    pub(crate) fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
-        let d = rustix::fs::open(
-            dir,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        let short = format!(
-            "/proc/self/fd/{}/console.sock",
-            std::os::fd::AsRawFd::as_raw_fd(&d)
-        );
-        let listener = UnixListener::bind(short)?;
-        listener.set_nonblocking(true)?;
-        Ok(ConsoleSocket {
-            listener,
-            path: dir.join("console.sock"),
-        })
-    }
-
-    /// The socket's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The master the init sent (it connects while the container is
-    /// created, so the connection is already queued).
-    pub(crate) fn receive(&self, timeout: Duration) -> io::Result<OwnedFd> {
-        let deadline = Instant::now() + timeout;
-        let stream = loop {
-            match self.listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(timeout))?;
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-        let mut name = [0u8; 64];
-        rustix::net::recvmsg(
-            &stream,
-            &mut [io::IoSliceMut::new(&mut name)],
-            &mut control,
-            rustix::net::RecvFlags::CMSG_CLOEXEC,
-        )?;
-        for message in control.drain() {
-            if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = message {
-                if let Some(fd) = fds.next() {
-                    return Ok(fd);
-                }
+/// Receives the descriptor a container's init sends over `socket` (one
+/// message carrying it as SCM_RIGHTS): the master side of the pty it
+/// made. The init sends it before it execs, so it is already queued.
+pub(crate) fn receive_fd(socket: &impl AsFd) -> io::Result<OwnedFd> {
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        socket,
+        &mut [io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC | rustix::net::RecvFlags::DONTWAIT,
+    )?;
+    for message in control.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
             }
         }
-        Err(io::Error::other("the console socket got no terminal"))
     }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    Err(io::Error::other("the container sent no terminal"))
 }
 
 #[cfg(test)]
