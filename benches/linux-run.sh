@@ -36,9 +36,13 @@ WHARF=$(realpath "$WHARF")
 
 R=$(mktemp -d "${TMPDIR:-/tmp}/wharf-linux-bench.XXXXXX")
 trap 'rm -rf "$R"' EXIT
-mkdir "$R/ctx"
+mkdir -p "$R/ctx/root/proc" "$R/ctx/root/dev" "$R/ctx/root/sys"
 cp /bin/busybox "$R/ctx/busybox"
-printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\nCMD ["true"]\n' >"$R/ctx/Dockerfile"
+# The mount points every distribution image has (/proc, /dev, /sys), so
+# that no runtime makes them at each start: crun and runc make them once
+# in the bundle's rootfs, wharf would make them in each container's
+# fresh upper layer.
+printf 'FROM scratch\nCOPY root/ /\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\nCMD ["true"]\n' >"$R/ctx/Dockerfile"
 "$WHARF" --root "$R/store" build --platform linux/amd64 -t bb "$R/ctx" >/dev/null
 "$WHARF" --root "$R/store" run bb          # untimed: unpacks the snapshot
 "$WHARF" --root "$R/store" bundle bb "$R/bundle" >/dev/null

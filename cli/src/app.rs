@@ -206,9 +206,10 @@ pub fn main_full() -> ExitCode {
     }))
 }
 
-/// `main` of `wharf`: runs a local wasm image or module itself, and hands
-/// every other command (and a `run` that must pull first, or of a Linux
-/// image) to `wharf-full` beside it, with the same arguments.
+/// `main` of `wharf`: runs a local wasm image or module, or a local Linux
+/// image in the foreground, itself, and hands every other command (and a
+/// `run` that must pull first) to `wharf-full` beside it, with the same
+/// arguments.
 ///
 /// Every subsystem linked into an executable costs each start of it some
 /// time (its relocated data is written at every start), so the command
@@ -226,7 +227,7 @@ pub fn main_run_first() -> ExitCode {
     }
     start(&cli.globals);
     finish(open_store(&cli.globals).and_then(|store| {
-        commands::run::run_with(&store, a, &|_, _, _, _| hand_over(), &|_, _, _| {
+        commands::run::run_with(&store, a, commands::run::LINUX, &|_, _, _| {
             hand_over().map(drop)
         })
     }))

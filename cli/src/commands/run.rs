@@ -152,17 +152,19 @@ pub type Pull<'a> = &'a dyn Fn(&Store, &str, Option<String>) -> anyhow::Result<(
 /// Runs a Linux image and returns its exit code.
 pub type Linux<'a> = &'a dyn Fn(&Store, &Image, &RunOptions, &LinuxOptions) -> anyhow::Result<i32>;
 
+/// Runs a Linux image in the foreground in the native backend.
+pub const LINUX: Linux<'static> = &|store, image, options, linux| {
+    let outcome = super::lib(exec::linux::run(store, image, options, linux))?;
+    Ok(outcome.exit.code())
+};
+
 /// `wharf run`, pulling a missing image first as `docker run` does, and
 /// running Linux images in the native backend.
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     if a.wants_container() {
         return run_container(store, a);
     }
-    let linux: Linux<'_> = &|store, image, options, linux| {
-        let outcome = super::lib(exec::linux::run(store, image, options, linux))?;
-        Ok(outcome.exit.code())
-    };
-    run_with(store, a, linux, &|store, image, platform| {
+    run_with(store, a, LINUX, &|store, image, platform| {
         eprintln!("Unable to find image '{image}' locally");
         let options = PullOptions {
             platform,

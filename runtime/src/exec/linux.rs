@@ -287,7 +287,20 @@ fn spec_for(
         );
     }
     l.set_namespaces(Some(namespaces));
-    let mut resources = l.resources().clone().unwrap_or_default();
+    l.set_resources(Some(resources(options, linux)?));
+    l.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| p.to_string()).collect()));
+    l.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| p.to_string()).collect()));
+    spec.set_linux(Some(l));
+    Ok(spec)
+}
+
+/// The cgroup limits of `--memory` (with no swap beyond it), `--cpus`
+/// and `--pids-limit`.
+fn resources(
+    options: &RunOptions,
+    linux: &LinuxOptions,
+) -> Result<oci_spec::runtime::LinuxResources, RunError> {
+    let mut resources = oci_spec::runtime::LinuxResources::default();
     if let Some(bytes) = options.memory {
         let mut memory = oci_spec::runtime::LinuxMemory::default();
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -314,11 +327,7 @@ fn spec_for(
         pids.set_limit(limit);
         resources.set_pids(Some(pids));
     }
-    l.set_resources(Some(resources));
-    l.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| p.to_string()).collect()));
-    l.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| p.to_string()).collect()));
-    spec.set_linux(Some(l));
-    Ok(spec)
+    Ok(resources)
 }
 
 /// Where `--init` puts the init program in the container (as Docker does).
@@ -567,15 +576,53 @@ pub fn run(
     };
     let dir = overlays_dir(store).join(&id);
     let lowers: Vec<PathBuf> = layers.iter().map(LayerSnapshot::fs).collect();
-    let container = ContainerDir::create(&dir, &lowers, linux.rw.as_deref())?;
-
-    // Users resolve against the merged image, before anything runs in it.
-    let spec = runtime_spec(image, &container.rootfs, options, &named(linux, &id))?;
-    let spec = write_config(spec, &container.rootfs, &id, &dir)?;
-    let outcome = start_and_wait(store, &id, &dir, &spec, &container.rootfs, options, linux)?;
-    drop(container);
+    // The cgroup is made while the overlay is mounted and the spec
+    // written: each costs about a millisecond of system calls.
+    let limits = resources(options, linux)?;
+    let cgroup_id = id.clone();
+    let cgroup = std::thread::spawn(move || Cgroup::create(&cgroup_id, Some(&limits)));
+    let prepared = (|| {
+        let container = ContainerDir::create(&dir, &lowers, linux.rw.as_deref())?;
+        // Users resolve against the merged image, before anything runs
+        // in it.
+        let spec = runtime_spec(image, &container.rootfs, options, &named(linux, &id))?;
+        let spec = point_at(spec, &container.rootfs, &id);
+        // Only a container a monitor runs (it has an id) can be joined
+        // by `exec`, which reads its process from here.
+        if linux.id.is_some() {
+            write_config(&spec, &dir)?;
+        }
+        Ok((container, spec))
+    })();
+    let cgroup = cgroup
+        .join()
+        .unwrap_or_else(|_| Err(RunError::Unsupported("cgroup set-up panicked".into())));
+    let (container, spec, cgroup) = match (prepared, cgroup) {
+        (Ok((container, spec)), Ok(cgroup)) => (container, spec, cgroup),
+        (Ok(_), Err(e)) => return Err(e),
+        (Err(e), Ok(cgroup)) => {
+            cgroup.remove();
+            return Err(e);
+        }
+        (Err(e), Err(_)) => return Err(e),
+    };
+    let outcome = start_and_wait(
+        store,
+        &id,
+        &dir,
+        &spec,
+        &container.rootfs,
+        &cgroup,
+        options,
+        linux,
+    );
+    // The cgroup and the overlay go in parallel.
+    std::thread::scope(|s| {
+        s.spawn(|| cgroup.remove());
+        drop(container);
+    });
     drop(layers);
-    Ok(outcome)
+    outcome
 }
 
 /// Runs a process described by `config` (an image's process config) with
@@ -592,8 +639,21 @@ pub fn run_in(
     let id = container_id();
     let bundle = store.temp_dir("container-")?;
     let spec = spec_for("the process", config, rootfs, options, &named(linux, &id))?;
-    let spec = write_config(spec, rootfs, &id, bundle.path())?;
-    start_and_wait(store, &id, bundle.path(), &spec, rootfs, options, linux)
+    let spec = point_at(spec, rootfs, &id);
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let cgroup = Cgroup::create(&id, resources)?;
+    let outcome = start_and_wait(
+        store,
+        &id,
+        bundle.path(),
+        &spec,
+        rootfs,
+        &cgroup,
+        options,
+        linux,
+    );
+    cgroup.remove();
+    outcome
 }
 
 fn require_root() -> Result<(), RunError> {
@@ -613,19 +673,24 @@ fn named(linux: &LinuxOptions, id: &str) -> LinuxOptions {
     linux
 }
 
-/// Points `spec` at `rootfs` and the container's cgroup, and writes it as
-/// `bundle/config.json` (where `exec` finds the container's process).
-fn write_config(mut spec: Spec, rootfs: &Path, id: &str, bundle: &Path) -> Result<Spec, RunError> {
+/// Points `spec` at `rootfs` and the container's cgroup.
+fn point_at(mut spec: Spec, rootfs: &Path, id: &str) -> Spec {
     if let Some(root) = spec.root_mut() {
         root.set_path(rootfs.to_path_buf());
     }
     if let Some(l) = spec.linux_mut() {
         l.set_cgroups_path(Some(PathBuf::from(format!("/wharf/{id}"))));
     }
-    let json = serde_json::to_vec(&spec)
+    spec
+}
+
+/// Writes `spec` as `bundle/config.json`, where `exec` finds the
+/// container's process.
+fn write_config(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
+    let json = serde_json::to_vec(spec)
         .map_err(|e| RunError::Unsupported(format!("runtime spec: {e}")))?;
     std::fs::write(bundle.join("config.json"), json)?;
-    Ok(spec)
+    Ok(())
 }
 
 /// Signals wharf passes on to the container.
@@ -641,12 +706,16 @@ pub const FORWARDED: [i32; 6] = [
 /// Largest output kept with [`super::Stdio::Capture`].
 const CAPTURE_LIMIT: u64 = 64 << 20;
 
+/// Starts the container and waits for it (see [`start_and_wait_in`]),
+/// with its output captured when `options` ask.
+#[allow(clippy::too_many_arguments)]
 fn start_and_wait(
     store: &Store,
     id: &str,
     bundle: &Path,
     spec: &Spec,
     rootfs: &Path,
+    cgroup: &Cgroup,
     options: &RunOptions,
     linux: &LinuxOptions,
 ) -> Result<RunOutcome, RunError> {
@@ -685,7 +754,7 @@ fn start_and_wait(
         stdout: stream(&options.stdout, &out)?,
         stderr: stream(&options.stderr, &err)?,
     };
-    let code = start_and_wait_in(id, bundle, spec, rootfs, stdio, linux)?;
+    let code = start_and_wait_in(id, bundle, spec, rootfs, cgroup, stdio, linux)?;
     let read = |f: Option<std::fs::File>| -> Result<Vec<u8>, RunError> {
         let mut bytes = Vec::new();
         if let Some(mut f) = f {
@@ -703,17 +772,16 @@ fn start_and_wait(
 }
 
 /// Starts the container of `spec` (its rootfs `rootfs`, its files in
-/// `bundle`) and waits for it; removes its cgroup afterwards.
+/// `bundle`) in `cgroup` and waits for it.
 fn start_and_wait_in(
     id: &str,
     bundle: &Path,
     spec: &Spec,
     rootfs: &Path,
+    cgroup: &Cgroup,
     stdio: super::oci::Stdio,
     linux: &LinuxOptions,
 ) -> Result<i32, RunError> {
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let cgroup = Cgroup::create(id, resources)?;
     let forwarder = Forwarder::start()?;
     let result = (|| {
         let place = super::oci::Place::New {
@@ -722,12 +790,17 @@ fn start_and_wait_in(
             bind_rootfs: !rootfs.starts_with(bundle),
         };
         let mut started =
-            super::oci::start(spec, place, &cgroup, stdio).map_err(|e| in_container(id, e))?;
+            super::oci::start(spec, place, cgroup, stdio).map_err(|e| in_container(id, e))?;
         let pid = started.child.id() as i32;
-        // Who the init is, for `exec` and for cleaning up after a crash.
-        let recorded = super::oci::start_time(pid)
-            .ok_or_else(|| std::io::Error::other("its start time is unreadable"))
-            .and_then(|t| std::fs::write(bundle.join("init"), format!("{pid} {t}")));
+        // Who the init of a container a monitor runs is, for `exec`,
+        // `pause` and cleaning up after a crash (which finds a foreground
+        // run's processes through its cgroup).
+        let recorded = match linux.id {
+            Some(_) => super::oci::start_time(pid)
+                .ok_or_else(|| std::io::Error::other("its start time is unreadable"))
+                .and_then(|t| std::fs::write(bundle.join("init"), format!("{pid} {t}"))),
+            None => Ok(()),
+        };
         if let Err(e) = recorded {
             let _ = started.child.kill();
             let _ = started.child.wait();
@@ -745,8 +818,9 @@ fn start_and_wait_in(
         wait_for(&mut started.child)
     })();
     forwarder.stop();
-    let _ = std::fs::remove_file(bundle.join("init"));
-    cgroup.remove();
+    if linux.id.is_some() {
+        let _ = std::fs::remove_file(bundle.join("init"));
+    }
     result
 }
 

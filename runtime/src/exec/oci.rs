@@ -278,6 +278,9 @@ const MAX_BINDS: usize = 64;
 enum Op {
     /// `mkdir`, an existing entry being fine.
     Mkdir(CString),
+    /// `mkdir -p`: the directories above and the path itself (the last),
+    /// outermost first; tried with the path alone first.
+    MkdirAll(Vec<CString>),
     /// An empty file, unless something is there.
     Touch(CString),
     /// `mount(2)`.
@@ -760,9 +763,7 @@ impl Plan {
                     continue;
                 }
                 mounted.push(target.clone());
-                for d in prefixes(&target) {
-                    ops.push((step, Op::Mkdir(cstring(d, "a mount destination")?)));
-                }
+                ops.push((step, mkdir_all(&target)?));
                 if typ == "cgroup" && !cgroup.is_v2() {
                     // cgroup v1: a tmpfs with each hierarchy mounted under
                     // it (the container's own group, through the cgroup
@@ -901,9 +902,7 @@ impl Plan {
             }
             let cwd = process.cwd().to_string_lossy().into_owned();
             let step = name(format!("working directory {cwd}"));
-            for d in prefixes(&cwd) {
-                ops.push((step, Op::Mkdir(cstring(d, "the working directory")?)));
-            }
+            ops.push((step, mkdir_all(&cwd)?));
             if ns_flags & libc::CLONE_NEWUTS != 0 {
                 if let Some(h) = spec.hostname() {
                     hostname = Some((name(format!("host name {h}")), cstring(h, "the host name")?));
@@ -1262,17 +1261,47 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// [`Op::MkdirAll`] of `path`.
+fn mkdir_all(path: &str) -> Result<Op, RunError> {
+    Ok(Op::MkdirAll(
+        prefixes(path)
+            .iter()
+            .map(|d| cstring(d, "a directory"))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// `mkdir`, an existing entry being fine.
+///
+/// # Safety
+/// A plain system call.
+unsafe fn mkdir(path: &std::ffi::CStr) -> io::Result<()> {
+    if libc::mkdir(path.as_ptr(), 0o755) != 0
+        && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One mount operation after the pivot.
 ///
 /// # Safety
 /// Only in the forked child.
 unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
     match op {
-        Op::Mkdir(path) => {
-            if libc::mkdir(path.as_ptr(), 0o755) != 0
-                && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
-            {
-                return Err(io::Error::last_os_error());
+        Op::Mkdir(path) => mkdir(path)?,
+        Op::MkdirAll(paths) => {
+            let Some(last) = paths.last() else {
+                return Ok(());
+            };
+            match mkdir(last) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    for p in paths {
+                        mkdir(p)?;
+                    }
+                }
+                other => other?,
             }
         }
         Op::Touch(path) => {
