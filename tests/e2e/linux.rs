@@ -1068,3 +1068,57 @@ fn mount_destinations_resolve_inside_the_container() {
         r.stdout
     );
 }
+
+#[test]
+fn image_paths_cannot_reach_the_host_or_wharf() {
+    let env = Env::new();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running Linux containers needs root");
+        return;
+    }
+    build_busybox(
+        &env,
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN printf '#!/proc/self/exe\\n' > /again && chmod +x /again \
+             && ln -s /dev /devlink\n",
+    )
+    .ok();
+    let escape = env.scratch.path().join("escape");
+    for fd in 3..12 {
+        // Through a descriptor of wharf's that reached the container,
+        // `/proc/self/fd/N/..` would be the host's tree: as a working
+        // directory (made as root before the user switch) and as PATH.
+        let up = format!("/proc/self/fd/{fd}{}", "/..".repeat(12));
+        let wd = format!("{up}{}/wd{fd}", escape.display());
+        env.wharf(&["run", "-w", &wd, "bb", "true"]);
+        let path = format!("PATH={up}/bin:{up}/usr/bin");
+        let r = env.wharf(&["run", "-e", &path, "bb", "sh", "-c", "exit 0"]);
+        assert_eq!(r.code, 127, "fd {fd}: a host program ran: {}", r.stderr);
+    }
+    assert!(!escape.exists(), "a directory was made on the host");
+
+    // /proc/self/exe, as the program or as a script's interpreter, is
+    // never wharf's executable: neither runs wharf.
+    for args in [
+        &["run", "--entrypoint", "/proc/self/exe", "bb", "--version"][..],
+        &["run", "bb", "/again", "--version"][..],
+    ] {
+        let r = env.wharf(args);
+        assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("wharf"),
+            "{args:?} ran wharf: {}",
+            r.stdout
+        );
+    }
+
+    // A volume cannot land over /dev (here through the image's link) or
+    // /proc's files.
+    let data = env.scratch.path().join("vol");
+    std::fs::create_dir(&data).unwrap();
+    for dest in ["/devlink", "/proc/sys", "/dev/null"] {
+        let vol = format!("{}:{dest}", data.display());
+        env.wharf(&["run", "-v", &vol, "bb", "true"])
+            .fails(125, "a volume cannot replace");
+    }
+}

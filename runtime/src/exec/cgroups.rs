@@ -157,6 +157,33 @@ impl Cgroup {
     /// swap, CPU quota, pids) and, on v1, Docker's device rules.
     pub(crate) fn create(id: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, RunError> {
         let cg = Cgroup::of(id);
+        // A limit asked for must hold: refused when its controller is
+        // missing, before anything is made.
+        if let Some(r) = resources {
+            for (asked, controller, flag) in [
+                (
+                    r.memory().as_ref().and_then(|m| m.limit()).is_some(),
+                    "memory",
+                    "--memory",
+                ),
+                (
+                    r.cpu().as_ref().and_then(|c| c.quota()).is_some(),
+                    "cpu",
+                    "--cpus",
+                ),
+                (
+                    r.pids().as_ref().is_some_and(|p| p.limit() > 0),
+                    "pids",
+                    "--pids-limit",
+                ),
+            ] {
+                if asked && !cg.has(controller) {
+                    return Err(RunError::Unsupported(format!(
+                        "{flag} needs the {controller} cgroup controller, which this host does not have"
+                    )));
+                }
+            }
+        }
         let made = (|| {
             match &cg.layout {
                 Layout::V2 => cg.create_v2(resources)?,
@@ -325,6 +352,25 @@ impl Cgroup {
         matches!(self.layout, Layout::V2)
     }
 
+    /// Whether `controller` can confine the container (a v1 hierarchy
+    /// has it, or the v2 tree offers it).
+    fn has(&self, controller: &str) -> bool {
+        match &self.layout {
+            Layout::V1(hs) => hs
+                .iter()
+                .any(|h| h.controllers.split(',').any(|c| c == controller)),
+            Layout::V2 => std::fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == controller)),
+        }
+    }
+
+    /// Whether the v1 devices controller keeps the container from the
+    /// host's devices (v2 would need a BPF program, which wharf does not
+    /// load): without it the container loses `CAP_MKNOD`.
+    pub(crate) fn confines_devices(&self) -> bool {
+        matches!(&self.layout, Layout::V1(_)) && self.has("devices")
+    }
+
     /// The host pids of the processes in this cgroup.
     pub(crate) fn pids(&self) -> BTreeSet<u32> {
         let mut pids = BTreeSet::new();
@@ -387,14 +433,47 @@ impl Cgroup {
         }
     }
 
+    /// Whether the cgroup's processes are frozen (`pause`).
+    pub(crate) fn is_frozen(&self) -> bool {
+        match &self.layout {
+            Layout::V2 => std::fs::read_to_string(self.dirs[0].join("cgroup.events"))
+                .is_ok_and(|e| e.lines().any(|l| l == "frozen 1")),
+            Layout::V1(hs) => hs
+                .iter()
+                .zip(&self.dirs)
+                .find(|(h, _)| h.controllers.split(',').any(|c| c == "freezer"))
+                .and_then(|(_, d)| std::fs::read_to_string(d.join("freezer.state")).ok())
+                .is_some_and(|s| s.trim() != "THAWED"),
+        }
+    }
+
     /// Removes the cgroup's directories (in every hierarchy). A group
-    /// whose last processes are still being reaped is retried for up to a
-    /// second.
+    /// whose last processes are still being reaped is retried; after
+    /// half a second whatever is left in it is killed, and after two
+    /// seconds it is left (and logged).
     pub(crate) fn remove(&self) {
         for dir in &self.dirs {
-            for attempt in 0..1000 {
+            let start = std::time::Instant::now();
+            let mut killed = false;
+            loop {
                 match std::fs::remove_dir(dir) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 999 => {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        let waited = start.elapsed();
+                        if waited > std::time::Duration::from_secs(2) {
+                            tracing::warn!(cgroup = %dir.display(), "cgroup still busy; left in place");
+                            break;
+                        }
+                        if !killed && waited > std::time::Duration::from_millis(500) {
+                            killed = true;
+                            let pids = self.pids().into_iter();
+                            for pid in pids.filter_map(|p| rustix::process::Pid::from_raw(p as i32))
+                            {
+                                let _ = rustix::process::kill_process(
+                                    pid,
+                                    rustix::process::Signal::KILL,
+                                );
+                            }
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     _ => break,

@@ -737,19 +737,20 @@ fn start_and_wait(
     };
     let out = capture(&options.stdout)?;
     let err = capture(&options.stderr)?;
-    use std::process::Stdio;
-    let stream = |s: &super::Stdio, f: &Option<std::fs::File>| -> Result<Stdio, RunError> {
-        Ok(match (s, f) {
-            (super::Stdio::Null, _) => Stdio::null(),
-            (_, Some(f)) => Stdio::from(f.try_clone()?),
-            _ => Stdio::inherit(),
-        })
-    };
+    use std::os::fd::OwnedFd;
+    let stream =
+        |s: &super::Stdio, f: &Option<std::fs::File>| -> Result<Option<OwnedFd>, RunError> {
+            Ok(match (s, f) {
+                (super::Stdio::Null, _) => Some(null(true)?),
+                (_, Some(f)) => Some(f.try_clone()?.into()),
+                _ => None,
+            })
+        };
     let stdio = super::oci::Stdio {
         stdin: if options.stdin {
-            Stdio::inherit()
+            None
         } else {
-            Stdio::null()
+            Some(null(false)?)
         },
         stdout: stream(&options.stdout, &out)?,
         stderr: stream(&options.stderr, &err)?,
@@ -990,17 +991,23 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
     process.set_terminal(Some(options.terminal.is_some()));
     spec.set_process(Some(process));
 
-    use std::process::Stdio;
     let stdio = super::oci::Stdio {
         stdin: if options.stdin {
-            Stdio::inherit()
+            None
         } else {
-            Stdio::null()
+            Some(null(false)?)
         },
-        stdout: options.stdout.map_or_else(Stdio::inherit, Stdio::from),
-        stderr: options.stderr.map_or_else(Stdio::inherit, Stdio::from),
+        stdout: options.stdout.map(Into::into),
+        stderr: options.stderr.map(Into::into),
     };
     let cgroup = Cgroup::of(id);
+    if cgroup.is_frozen() {
+        // A process joining a frozen cgroup freezes before its exec, and
+        // the start would wait for ever: refused, as Docker does.
+        return Err(RunError::Unsupported(format!(
+            "container {id} is paused: unpause it first"
+        )));
+    }
     let forwarder = Forwarder::start()?;
     let result = (|| {
         let place = super::oci::Place::Enter {
@@ -1013,8 +1020,9 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
             other => other,
         })?;
         if options.detach {
-            // Started: it runs on without us (the container's init reaps
-            // it when this process is gone).
+            // Started: it runs on without us, in the container's pid
+            // namespace and cgroup (so it ends with the container); once
+            // this process is gone, the host's reaper collects it.
             return Ok(0);
         }
         forwarder.target(started.child.id() as i32);
@@ -1046,8 +1054,17 @@ fn send_signal(pid: i32, sig: i32) {
     }
 }
 
+/// `/dev/null`, for writing or for reading.
+fn null(write: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")?
+        .into())
+}
+
 /// Waits for `child`; its exit code, or 128 + the signal that ended it.
-fn wait_for(child: &mut std::process::Child) -> Result<i32, RunError> {
+fn wait_for(child: &mut super::oci::Child) -> Result<i32, RunError> {
     use std::os::unix::process::ExitStatusExt as _;
     let status = child.wait()?;
     Ok(status

@@ -45,9 +45,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -74,20 +72,69 @@ pub(crate) enum Place<'a> {
 /// A started process.
 pub(crate) struct Started {
     /// The process (a child of the caller).
-    pub child: std::process::Child,
+    pub child: Child,
     /// The master side of its terminal, when the spec asks for one.
     pub terminal: Option<OwnedFd>,
 }
 
-/// The standard streams of the process.
+/// A container process this process forked.
+pub(crate) struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Child {
+    /// Its host pid.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits for it to end.
+    pub(crate) fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt as _;
+        loop {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                self.reaped = true;
+                return Ok(std::process::ExitStatus::from_raw(status));
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Sends it SIGKILL (unless it has been reaped).
+    pub(crate) fn kill(&mut self) -> io::Result<()> {
+        if self.reaped {
+            return Ok(());
+        }
+        // SAFETY: a signal to our own unreaped child.
+        check(unsafe { libc::kill(self.pid, libc::SIGKILL) }).map(drop)
+    }
+}
+
+/// The standard streams of the process: each the given descriptor, or
+/// this process's own when `None`.
+#[derive(Default)]
 pub(crate) struct Stdio {
     /// Standard input.
-    pub stdin: std::process::Stdio,
+    pub stdin: Option<OwnedFd>,
     /// Standard output.
-    pub stdout: std::process::Stdio,
+    pub stdout: Option<OwnedFd>,
     /// Standard error.
-    pub stderr: std::process::Stdio,
+    pub stderr: Option<OwnedFd>,
 }
+
+/// The exec trampoline (src/exec/trampoline.S, built by build.rs); empty
+/// where there is none, and the program is exec'd directly.
+const TRAMPOLINE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/trampoline"));
+
+/// The trampoline's `argv[0]`: run with anything else, it exits.
+const TRAMPOLINE_MARK: &std::ffi::CStr = c"WHARF-T";
 
 /// Starts `spec`'s process at `place`, in `cgroup`. Returns once it has
 /// exec'd the program.
@@ -97,41 +144,54 @@ pub(crate) fn start(
     cgroup: &Cgroup,
     stdio: Stdio,
 ) -> Result<Started, RunError> {
-    let (mut plan, parent_end) = Plan::new(spec, &place, cgroup)?;
+    let (plan, parent_end, errors) = Plan::new(spec, &place, cgroup, stdio)?;
     let program = plan.program.to_string_lossy().into_owned();
     let names = plan.names.clone();
-    // This handle owns the page: the plan goes away with the command.
-    let borrowed = plan.shared.clone_ref();
-    let shared = std::mem::replace(&mut plan.shared, borrowed);
-    let mut command = std::process::Command::new("/");
-    command
-        .stdin(stdio.stdin)
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr);
-    // SAFETY: the closure runs in the forked child and only makes system
-    // calls on data prepared before the fork (`Plan::enter`).
-    unsafe {
-        command.pre_exec(move || Err(plan.enter()));
-    }
     let pid_ns = match place {
         Place::New { .. } => None,
         Place::Enter { init } => Some(init.as_raw_fd()),
     };
-    let spawned = spawn_in_pid_ns(&mut command, pid_ns);
-    drop(command);
-    let child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            let step = shared.step();
-            let what = names.get(step).map(String::as_str).unwrap_or("start");
-            return Err(start_error(&program, what, step == EXEC_STEP, e));
+    // The plan (and with it this process's copy of the pipe's write end)
+    // is gone once the fork returns.
+    let pid = fork_in_pid_ns(plan, pid_ns)?;
+    let mut child = Child { pid, reaped: false };
+    // The child writes (step, errno) when it fails; end of file means
+    // its program runs.
+    let mut record = [0u8; 8];
+    let mut got = 0;
+    while got < record.len() {
+        match rustix::io::read(&errors, &mut record[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::from(e).into());
+            }
         }
-    };
+    }
+    if got > 0 {
+        let _ = child.wait();
+        let step = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]) as usize;
+        let errno = i32::from_ne_bytes([record[4], record[5], record[6], record[7]]);
+        let what = names.get(step).map(String::as_str).unwrap_or("start");
+        return Err(start_error(
+            &program,
+            what,
+            step == EXEC_STEP,
+            io::Error::from_raw_os_error(errno),
+        ));
+    }
     let terminal = match parent_end {
-        Some(socket) => Some(
-            super::tty::receive_fd(&socket)
-                .map_err(|e| RunError::Unsupported(format!("terminal: {e}")))?,
-        ),
+        Some(socket) => match super::tty::receive_fd(&socket) {
+            Ok(master) => Some(master),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RunError::Unsupported(format!("terminal: {e}")));
+            }
+        },
         None => None,
     };
     Ok(Started { child, terminal })
@@ -154,84 +214,36 @@ fn start_error(program: &str, step: &str, exec: bool, e: io::Error) -> RunError 
     }
 }
 
-/// Forks `command` from a thread of its own that first makes (or, with
-/// `enter`, joins through that pidfd) the pid namespace its children go
-/// to, so that the process is the namespace's init (or a member) without
-/// an intermediate process. The calling thread's namespaces stay as
-/// they were.
-fn spawn_in_pid_ns(
-    command: &mut std::process::Command,
-    enter: Option<RawFd>,
-) -> io::Result<std::process::Child> {
-    std::thread::scope(|s| {
+/// Forks the child that carries out `plan`, from a thread of its own
+/// that first makes (or, with `enter`, joins through that pidfd) the pid
+/// namespace its children go to, so that the child is the namespace's
+/// init (or a member) without an intermediate process. The calling
+/// thread's namespaces stay as they were. Returns the child's pid.
+fn fork_in_pid_ns(mut plan: Plan, enter: Option<RawFd>) -> Result<libc::pid_t, RunError> {
+    let forked = std::thread::scope(|s| {
         s.spawn(move || {
-            // SAFETY: plain system calls on this thread's own state.
-            let r = unsafe {
-                match enter {
+            // SAFETY: system calls on this thread's own state; the child
+            // of the fork only runs `Plan::child`, which allocates
+            // nothing and ends in exec or _exit.
+            unsafe {
+                let r = match enter {
                     None => libc::unshare(libc::CLONE_NEWPID),
                     Some(fd) => libc::setns(fd, libc::CLONE_NEWPID),
+                };
+                if r != 0 {
+                    return Err(io::Error::last_os_error());
                 }
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
+                match libc::fork() {
+                    -1 => Err(io::Error::last_os_error()),
+                    0 => plan.child(),
+                    pid => Ok(pid),
+                }
             }
-            command.spawn()
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the starting thread panicked")))
-    })
-}
-
-/// A page shared with the child, where it writes the step it is at.
-struct Shared(*mut AtomicUsize, bool);
-
-// SAFETY: the page is only touched through the atomic.
-unsafe impl Send for Shared {}
-// SAFETY: as above.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn new() -> io::Result<Shared> {
-        // SAFETY: a fresh anonymous mapping, checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Shared(p.cast(), true))
-    }
-
-    /// A second handle on the same page that does not unmap it.
-    fn clone_ref(&self) -> Shared {
-        Shared(self.0, false)
-    }
-
-    fn set(&self, step: usize) {
-        // SAFETY: the mapping lives as long as the owning handle.
-        unsafe { (*self.0).store(step, Ordering::Relaxed) }
-    }
-
-    fn step(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { (*self.0).load(Ordering::Relaxed) }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if self.1 {
-            // SAFETY: the mapping made in `new`; the child's copy is its own.
-            unsafe { libc::munmap(self.0.cast(), 4096) };
-        }
-    }
+    });
+    forked.map_err(|e| RunError::Unsupported(format!("container setup: fork: {e}")))
 }
 
 /// Pointers to NUL-terminated strings, ending with a null pointer (argv,
@@ -318,7 +330,16 @@ enum Op {
 /// What the child does, worked out before the fork.
 struct Plan {
     names: Vec<String>,
-    shared: Shared,
+    /// The step the child is at (its own copy).
+    at: std::cell::Cell<usize>,
+    /// Standard input, output and error (`None`: this process's).
+    stdio: [Option<OwnedFd>; 3],
+    /// The write end of the error pipe.
+    errors: OwnedFd,
+    /// The sealed memfd holding [`TRAMPOLINE`], if there is one.
+    trampoline: Option<OwnedFd>,
+    /// The descriptors the child keeps open past step 1, ascending.
+    keep: Vec<RawFd>,
     join: Vec<OwnedFd>,
     /// Namespaces to unshare (new container) or enter (through `init`).
     ns_flags: libc::c_int,
@@ -346,6 +367,9 @@ struct Plan {
     path: CString,
     _argv: Vec<CString>,
     argv: Pointers,
+    /// `[WHARF-T, PATH, argv...]` for the trampoline; PATH is filled in
+    /// by the child.
+    trampoline_argv: Pointers,
     _envp: Vec<CString>,
     envp: Pointers,
 }
@@ -530,6 +554,49 @@ fn prefixes(path: &str) -> Vec<String> {
     out
 }
 
+/// Whether `path` is `dir` or below it (both absolute, normalised).
+fn is_under(path: &str, dir: &str) -> bool {
+    path.starts_with(dir)
+        && (dir == "/" || path.len() == dir.len() || path[dir.len()..].starts_with('/'))
+}
+
+/// Refuses a bind mount (asked for at `target`) at `at`: over the root,
+/// `/dev` or what wharf makes in it, or at or below `/proc` or `/sys`,
+/// where it would replace what the container's isolation rests on.
+fn forbidden_destination(target: &str, at: &str) -> Result<(), RunError> {
+    let ours = [
+        "/",
+        "/dev",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/fd",
+        "/dev/stdin",
+        "/dev/stdout",
+        "/dev/stderr",
+        "/dev/ptmx",
+        "/dev/core",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+    ];
+    let normal = format!("/{}", prefixes(at).last().map_or("", |p| &p[1..]));
+    if ours.contains(&normal.as_str()) || is_under(&normal, "/proc") || is_under(&normal, "/sys") {
+        let via = if normal == target {
+            String::new()
+        } else {
+            format!(" (through the image's links, {normal})")
+        };
+        return Err(RunError::Unsupported(format!(
+            "mount destination {target}{via}: a volume cannot replace {normal}"
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves the absolute container path `path` in the image's files at
 /// `root` as the container will see them (symlinks followed, absolute
 /// ones from `root`, `..` stopping at `root`), making what is missing:
@@ -594,7 +661,8 @@ impl Plan {
         spec: &Spec,
         place: &Place<'_>,
         cgroup: &Cgroup,
-    ) -> Result<(Plan, Option<OwnedFd>), RunError> {
+        stdio: Stdio,
+    ) -> Result<(Plan, Option<OwnedFd>, OwnedFd), RunError> {
         let process: &Process = spec
             .process()
             .as_ref()
@@ -699,10 +767,8 @@ impl Plan {
                             "more than {MAX_BINDS} bind mounts"
                         )));
                     }
-                    let under_mount = mounted.iter().any(|m: &String| {
-                        target.starts_with(m.as_str())
-                            && (m == "/" || target[m.len()..].starts_with('/'))
-                    });
+                    forbidden_destination(&target, &target)?;
+                    let under_mount = mounted.iter().any(|m| is_under(&target, m));
                     let ctarget = match (under_mount, root_path) {
                         // Resolved now, in the image's files: links are
                         // followed as the container would see them, and
@@ -711,6 +777,15 @@ impl Plan {
                             let at = resolve_in_root(root, &target, is_dir).map_err(|e| {
                                 RunError::Unsupported(format!("mount destination {target}: {e}"))
                             })?;
+                            // Where the image's links lead counts: not
+                            // over /dev, /proc or /sys, nor into a mount
+                            // made before (its files are not the image's).
+                            forbidden_destination(&target, &at)?;
+                            if let Some(m) = mounted.iter().find(|m| is_under(&at, m)) {
+                                return Err(RunError::Unsupported(format!(
+                                    "mount destination {target} leads to {at}, inside the mount at {m}"
+                                )));
+                            }
                             cstring(at.as_bytes(), "a mount destination")?
                         }
                         // Under a mount the container makes (a tmpfs),
@@ -920,7 +995,11 @@ impl Plan {
         // Without v1's devices controller nothing would keep a node made
         // with CAP_MKNOD from reaching the host's disks: on v2 the
         // capability goes (device rules there need a BPF program).
-        let keep = if cgroup.is_v2() { !(1u64 << 27) } else { !0 };
+        let keep = if cgroup.confines_devices() {
+            !0
+        } else {
+            !(1u64 << 27)
+        };
         let bounding = cap_mask(caps.bounding(), last)? & keep;
         let drop_bounding = (0..=last)
             .filter(|n| bounding & (1 << n) == 0)
@@ -965,9 +1044,33 @@ impl Plan {
             super::seccomp::default_profile().map_err(RunError::Unsupported)?
         };
 
+        let (errors_read, errors) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+        let trampoline = if TRAMPOLINE.is_empty() {
+            None
+        } else {
+            Some(sealed_trampoline()?)
+        };
+        let mut keep_fds: Vec<RawFd> = [Some(&errors), trampoline.as_ref(), terminal.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(AsRawFd::as_raw_fd)
+            .chain(init)
+            .collect();
+        keep_fds.sort_unstable();
+        keep_fds.dedup();
+        // WHARF-T, then PATH (filled in by the child), then argv.
+        let mut trampoline_argv = pointers(&argv);
+        trampoline_argv
+            .0
+            .splice(0..0, [TRAMPOLINE_MARK.as_ptr(), std::ptr::null()]);
         let plan = Plan {
             names,
-            shared: Shared::new()?,
+            at: std::cell::Cell::new(0),
+            stdio: [stdio.stdin, stdio.stdout, stdio.stderr],
+            errors,
+            trampoline,
+            keep: keep_fds,
             join: cgroup.join_files()?,
             ns_flags,
             init,
@@ -995,24 +1098,34 @@ impl Plan {
             program: argv[0].clone(),
             path: cstring(path, "PATH")?,
             argv: pointers(&argv),
+            trampoline_argv,
             _argv: argv,
             envp: pointers(&envp),
             _envp: envp,
         };
-        Ok((plan, parent_end))
+        Ok((plan, parent_end, errors_read))
     }
 
-    /// Runs in the forked child: prepares the process and execs the
-    /// program. Returns only on failure, with the step in the shared page.
-    fn enter(&mut self) -> io::Error {
-        match self.prepare() {
+    /// The forked child: prepares the process and execs its program. On
+    /// failure it writes the step and the errno to the error pipe and
+    /// exits.
+    ///
+    /// # Safety
+    /// Only in the child of the fork, once.
+    unsafe fn child(&mut self) -> ! {
+        let e = match self.prepare() {
             Ok(()) => self.exec(),
             Err(e) => e,
-        }
+        };
+        let mut record = [0u8; 8];
+        record[..4].copy_from_slice(&(self.at.get() as u32).to_ne_bytes());
+        record[4..].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes());
+        libc::write(self.errors.as_raw_fd(), record.as_ptr().cast(), 8);
+        libc::_exit(127)
     }
 
     fn step(&self, n: usize) {
-        self.shared.set(n);
+        self.at.set(n);
     }
 
     fn prepare(&mut self) -> io::Result<()> {
@@ -1020,19 +1133,46 @@ impl Plan {
         // nothing is allocated.
         unsafe {
             self.step(CLOSE_STEP);
+            for (n, fd) in self.stdio.iter().enumerate() {
+                let Some(fd) = fd else { continue };
+                let (fd, n) = (fd.as_raw_fd(), n as RawFd);
+                if fd == n {
+                    check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+                } else {
+                    check(libc::dup2(fd, n))?;
+                }
+            }
+            // The forking thread's mask, and Rust's ignored SIGPIPE, are
+            // not the program's.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            check(libc::pthread_sigmask(
+                libc::SIG_SETMASK,
+                &none,
+                std::ptr::null_mut(),
+            ))?;
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             check(libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0))?;
-            check(libc::syscall(
-                libc::SYS_close_range,
-                3,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            ) as libc::c_int)?;
             self.step(JOIN_STEP);
             for fd in &self.join {
                 if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Every descriptor but stdio and the few above is closed (not
+            // only marked close-on-exec): no path the image controls
+            // (WORKDIR, PATH, mount points) may reach a host directory
+            // through /proc/self/fd before the exec.
+            self.step(CLOSE_STEP);
+            let mut low: libc::c_uint = 3;
+            for &fd in &self.keep {
+                let fd = fd as libc::c_uint;
+                if fd > low {
+                    close_range(low, fd - 1)?;
+                }
+                low = low.max(fd + 1);
+            }
+            close_range(low, libc::c_uint::MAX)?;
             let old_umask = libc::umask(0);
             match self.init {
                 None => self.make_container()?,
@@ -1189,45 +1329,86 @@ impl Plan {
         Ok(())
     }
 
-    /// Execs the program, searching `PATH` when its name has no `/`.
-    fn exec(&self) -> io::Error {
+    /// Execs the program (through the trampoline when there is one),
+    /// looking it up in `PATH` when its name has no `/`: the first
+    /// regular file there that this process may execute, as `execvp`
+    /// finds it (but a file without `#!` is not run through `/bin/sh`).
+    fn exec(&mut self) -> io::Error {
         self.step(EXEC_STEP);
         let program = self.program.as_bytes();
-        // SAFETY: NUL-terminated strings and null-terminated arrays.
+        let mut buf = [0u8; 4096];
+        // SAFETY: NUL-terminated strings and null-terminated arrays the
+        // plan owns; `buf` outlives the exec.
         unsafe {
-            if program.contains(&b'/') {
-                libc::execve(
-                    self.program.as_ptr(),
-                    self.argv.0.as_ptr(),
-                    self.envp.0.as_ptr(),
-                );
+            let path: *const libc::c_char = if program.contains(&b'/') {
+                self.program.as_ptr()
+            } else {
+                let mut denied = false;
+                let mut found = false;
+                for dir in self.path.as_bytes().split(|b| *b == b':') {
+                    let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                    let len = dir.len() + 1 + program.len();
+                    if len + 1 > buf.len() {
+                        continue;
+                    }
+                    buf[..dir.len()].copy_from_slice(dir);
+                    buf[dir.len()] = b'/';
+                    buf[dir.len() + 1..len].copy_from_slice(program);
+                    buf[len] = 0;
+                    let mut st: libc::stat = std::mem::zeroed();
+                    if libc::stat(buf.as_ptr().cast(), &mut st) != 0 {
+                        denied |= io::Error::last_os_error().raw_os_error() == Some(libc::EACCES);
+                        continue;
+                    }
+                    if st.st_mode & libc::S_IFMT != libc::S_IFREG
+                        || libc::access(buf.as_ptr().cast(), libc::X_OK) != 0
+                    {
+                        denied = true;
+                        continue;
+                    }
+                    found = true;
+                    break;
+                }
+                if !found {
+                    return io::Error::from_raw_os_error(if denied {
+                        libc::EACCES
+                    } else {
+                        libc::ENOENT
+                    });
+                }
+                buf.as_ptr().cast()
+            };
+            let Some(trampoline) = &self.trampoline else {
+                libc::execve(path, self.argv.0.as_ptr(), self.envp.0.as_ptr());
+                return io::Error::last_os_error();
+            };
+            // The trampoline reports a failed exec on descriptor 3.
+            let mut image = trampoline.as_raw_fd();
+            if image == 3 {
+                image = libc::fcntl(3, libc::F_DUPFD_CLOEXEC, 4);
+                if image < 0 {
+                    return io::Error::last_os_error();
+                }
+            }
+            let errors = self.errors.as_raw_fd();
+            let moved = if errors == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(errors, 3)
+            };
+            if moved < 0 {
                 return io::Error::last_os_error();
             }
-            let mut denied = false;
-            let mut buf = [0u8; 4096];
-            for dir in self.path.as_bytes().split(|b| *b == b':') {
-                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-                let len = dir.len() + 1 + program.len();
-                if len + 1 > buf.len() {
-                    continue;
-                }
-                buf[..dir.len()].copy_from_slice(dir);
-                buf[dir.len()] = b'/';
-                buf[dir.len() + 1..len].copy_from_slice(program);
-                buf[len] = 0;
-                libc::execve(
-                    buf.as_ptr().cast(),
-                    self.argv.0.as_ptr(),
-                    self.envp.0.as_ptr(),
-                );
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EACCES) => denied = true,
-                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => {}
-                    _ => return e,
-                }
-            }
-            io::Error::from_raw_os_error(if denied { libc::EACCES } else { libc::ENOENT })
+            self.trampoline_argv.0[1] = path;
+            libc::syscall(
+                libc::SYS_execveat,
+                image,
+                c"".as_ptr(),
+                self.trampoline_argv.0.as_ptr(),
+                self.envp.0.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            io::Error::last_os_error()
         }
     }
 }
@@ -1251,6 +1432,34 @@ struct CapData {
     effective: u32,
     permitted: u32,
     inheritable: u32,
+}
+
+/// Closes descriptors `low..=high`.
+///
+/// # Safety
+/// Closes descriptors others may own: only in the forked child.
+unsafe fn close_range(low: libc::c_uint, high: libc::c_uint) -> io::Result<()> {
+    check(libc::syscall(libc::SYS_close_range, low, high, 0) as libc::c_int).map(drop)
+}
+
+/// A memfd holding [`TRAMPOLINE`], sealed against every change, so that
+/// nothing (a container process that opens it through /proc/PID/exe
+/// included) can alter it.
+fn sealed_trampoline() -> io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(
+        "wharf-exec",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    let mut written = 0;
+    while written < TRAMPOLINE.len() {
+        written += rustix::io::write(&fd, &TRAMPOLINE[written..])?;
+    }
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
+    Ok(fd)
 }
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -1355,19 +1564,12 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
             let flags = if *recursive { libc::AT_RECURSIVE } else { 0 };
             set_attr(libc::AT_FDCWD, target, flags, *attr)?;
         }
+        // In the fresh /dev tmpfs: anything already there is an error.
         Op::Mknod { path, dev } => {
-            if libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev) != 0
-                && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
-            {
-                return Err(io::Error::last_os_error());
-            }
+            check(libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev))?;
         }
         Op::Symlink { to, link } => {
-            if libc::symlink(to.as_ptr(), link.as_ptr()) != 0
-                && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
-            {
-                return Err(io::Error::last_os_error());
-            }
+            check(libc::symlink(to.as_ptr(), link.as_ptr()))?;
         }
         Op::Mask(path) => {
             let mut st: libc::stat = std::mem::zeroed();
@@ -1377,20 +1579,47 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
                     _ => Err(io::Error::last_os_error()),
                 };
             }
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                // The node bound over it must be the real null device,
+                // not whatever the path /dev/null leads to.
+                let null = check(libc::open(
+                    c"/dev/null".as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                ))?;
+                let mut ns: libc::stat = std::mem::zeroed();
+                let ok = libc::fstat(null, &mut ns) == 0
+                    && ns.st_mode & libc::S_IFMT == libc::S_IFCHR
+                    && ns.st_rdev == libc::makedev(1, 3);
+                if !ok {
+                    libc::close(null);
+                    return Err(io::Error::from_raw_os_error(libc::EPERM));
+                }
+                let tree = libc::syscall(
+                    libc::SYS_open_tree,
+                    null,
+                    c"".as_ptr(),
+                    OPEN_TREE_CLONE
+                        | (libc::O_CLOEXEC as libc::c_uint)
+                        | (libc::AT_EMPTY_PATH as libc::c_uint),
+                ) as libc::c_int;
+                libc::close(null);
+                let tree = check(tree)?;
+                let moved = libc::syscall(
+                    libc::SYS_move_mount,
+                    tree,
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                ) as libc::c_int;
+                libc::close(tree);
+                check(moved)?;
+            } else {
                 check(libc::mount(
                     c"tmpfs".as_ptr(),
                     path.as_ptr(),
                     c"tmpfs".as_ptr(),
                     libc::MS_RDONLY,
-                    std::ptr::null(),
-                ))?;
-            } else {
-                check(libc::mount(
-                    c"/dev/null".as_ptr(),
-                    path.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
                     std::ptr::null(),
                 ))?;
             }
@@ -1450,10 +1679,29 @@ unsafe fn set_attr(
 /// # Safety
 /// Only in the forked child.
 unsafe fn make_terminal(sock: RawFd) -> io::Result<()> {
-    let master = check(libc::open(
-        c"/dev/ptmx".as_ptr(),
-        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-    ))?;
+    // The devpts instance's own ptmx, reached without following any link
+    // (for `exec`, the container's processes control its /dev), on a
+    // devpts file system.
+    let how = OpenHow {
+        flags: (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    let master = check(libc::syscall(
+        libc::SYS_openat2,
+        libc::AT_FDCWD,
+        c"/dev/pts/ptmx".as_ptr(),
+        &how as *const OpenHow,
+        std::mem::size_of::<OpenHow>(),
+    ) as libc::c_int)?;
+    let mut fs: libc::statfs = std::mem::zeroed();
+    if libc::fstatfs(master, &mut fs) != 0 || fs.f_type != DEVPTS_SUPER_MAGIC {
+        libc::close(master);
+        return Err(io::Error::from_raw_os_error(libc::ENOTTY));
+    }
+    // Blocking again for the process that gets it.
+    let flags = libc::fcntl(master, libc::F_GETFL);
+    libc::fcntl(master, libc::F_SETFL, flags & !libc::O_NONBLOCK);
     let unlock: libc::c_int = 0;
     check(libc::ioctl(master, libc::TIOCSPTLCK, &unlock))?;
     let slave = check(libc::ioctl(
@@ -1491,6 +1739,9 @@ unsafe fn make_terminal(sock: RawFd) -> io::Result<()> {
     libc::close(master);
     Ok(())
 }
+
+/// `f_type` of a devpts file system (linux/magic.h).
+const DEVPTS_SUPER_MAGIC: libc::c_long = 0x1cd1;
 
 /// `struct ifreq` with the flags member (linux/if.h), 40 bytes.
 #[repr(C)]

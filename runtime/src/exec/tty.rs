@@ -4,8 +4,8 @@
 //! and window size go in.
 //!
 //! A Linux container's pty is made inside the container, in its own
-//! devpts, by the container's init ([`super::oci`]), which sends the
-//! master to wharf over a socket pair ([`receive_fd`]); a wasm guest's is made here by [`open_pty`]. [`Relay`] joins a
+//! devpts, by the container's init (`exec::oci`), which sends the
+//! master to wharf over a socket pair (`receive_fd`); a wasm guest's is made here by [`open_pty`]. [`Relay`] joins a
 //! master to this process's own terminal for a foreground run.
 
 use std::io::{self, Read as _, Write as _};
