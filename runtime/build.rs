@@ -27,8 +27,7 @@ fn main() {
             "-static",
             "-s",
             "-Wl,--build-id=none",
-            "-Wl,-N",
-            "-Wl,--no-warn-rwx-segments",
+            "-Wl,-z,noexecstack",
             &format!("-DEXEC_STEP={EXEC_STEP}"),
             "-o",
         ])

@@ -1112,6 +1112,37 @@ fn image_paths_cannot_reach_the_host_or_wharf() {
         );
     }
 
+    // An image whose /proc is a link (here through a link in its /dev,
+    // which the /dev tmpfs would then hide) cannot move where procfs is
+    // mounted, away from the masked and read-only paths: refused.
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let ctx = env.context(
+        "links",
+        &[
+            ("busybox", &busybox[..]),
+            ("root/p/kk/.keep", b""),
+            (
+                "Dockerfile",
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCOPY root/ /\n\
+                  ENTRYPOINT [\"/bin/busybox\"]\n",
+            ),
+        ],
+    );
+    std::fs::create_dir_all(ctx.join("root/dev")).unwrap();
+    std::os::unix::fs::symlink("/dev/lnk/kk", ctx.join("root/proc")).unwrap();
+    std::os::unix::fs::symlink("/p", ctx.join("root/dev/lnk")).unwrap();
+    env.wharf(&[
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-t",
+        "links",
+        ctx.to_str().unwrap(),
+    ])
+    .ok();
+    env.wharf(&["run", "links", "cat", "/p/kk/sys/kernel/core_pattern"])
+        .fails(125, "mount /proc");
+
     // A volume cannot land over /dev (here through the image's link) or
     // /proc's files.
     let data = env.scratch.path().join("vol");

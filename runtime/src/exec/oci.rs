@@ -2,42 +2,42 @@
 //! container (its namespaces, its cgroup, its root filesystem, Docker's
 //! masked paths, capabilities, `no_new_privs` and seccomp profile), or in
 //! the namespaces of a running one (`exec`). Decision 0011 says why wharf
-//! does this itself instead of through libcontainer, runc or crun.
+//! does this itself instead of through libcontainer, runc or crun, and
+//! spec/linux-backend.md ("The executor") lists every step and the
+//! attack each guards against.
 //!
-//! The container's first process is a fork of the caller that prepares
+//! The container's first process is a `fork` of the caller that prepares
 //! itself and then execs the image's program: no intermediate process and
-//! no second executable. Everything it needs is worked out before the
-//! fork ([`Plan`]), so the forked child only makes system calls: it
+//! no second wharf executable. Everything it needs is worked out before
+//! the fork ([`Plan`]), so the forked child only makes system calls: it
 //! allocates nothing, as a child of a multi-threaded process must not.
 //! In the child, in order:
 //!
-//! 1. it becomes non-dumpable (no container process may open its
-//!    `/proc/PID/exe`, the host's wharf binary, CVE-2019-5736) and marks
-//!    every inherited descriptor close-on-exec (CVE-2024-21626);
-//! 2. it moves itself into the container's cgroup (`0` into `tasks`,
-//!    which skips the kernel's global lock that a parent writing the
-//!    child's pid waits on for about 10 ms; see [`super::cgroups`]);
-//! 3. new container: it unshares the mount, UTS, IPC, network and cgroup
-//!    namespaces (the pid namespace comes from the forking thread), makes
-//!    every mount private, clones the bind mounts' sources, pivots into
-//!    the rootfs and detaches the old root; only then does it mount
-//!    `/proc`, `/dev`, `/sys` and the rest, so that no symlink in the
-//!    image can send a mount outside the container. Device nodes,
-//!    masked and read-only paths follow, then the host name and the
-//!    loopback interface. `exec`: it enters the init's namespaces
-//!    through a pidfd instead;
-//! 4. a new session; a terminal made in the container's own devpts
-//!    (`TIOCGPTPEER`, so both ends are real pty devices) sent to the
-//!    parent over a socket pair;
+//! 1. stdio in place, signal dispositions back to the defaults, then
+//!    signals unblocked; non-dumpable (no container process may open its
+//!    `/proc/PID/exe`, the host's wharf binary); every descriptor but
+//!    stdio and a few non-directories closed, so no path the image
+//!    controls can reach the host through `/proc/self/fd` (CVE-2024-21626);
+//! 2. into the container's cgroup (`0` into `tasks`, which skips the
+//!    kernel's global lock that a parent writing the child's pid waits
+//!    on for about 10 ms; see [`super::cgroups`]);
+//! 3. new container: the mount, UTS, IPC, network and cgroup namespaces
+//!    unshared (the pid namespace comes from the forking thread), every
+//!    mount private, the bind mounts' sources cloned, a pivot into the
+//!    rootfs and the old root detached; only then `/proc`, `/dev`, `/sys`
+//!    and the rest, each at a path with no link in it; device nodes,
+//!    masked and read-only paths, the host name and the loopback
+//!    interface. `exec`: the init's namespaces entered through a pidfd;
+//! 4. a new session; a terminal made in the container's own devpts;
 //! 5. the bounding set, user and groups, working directory (resolved in
 //!    the root, no magic links), `no_new_privs`, capabilities, seccomp;
-//! 6. `execve`, searching the container's `PATH` as `execvp` does but
-//!    without its fallback of running a file without `#!` through
-//!    `/bin/sh`.
+//! 6. the program looked up in the container's `PATH`, and exec'd
+//!    through the trampoline (`trampoline.S`) from a sealed memfd, so that
+//!    `/proc/self/exe` never names wharf's executable (CVE-2019-5736).
 //!
-//! A failure stops the child before it runs anything of the image; the
-//! parent names the step that failed (a shared page holds the step
-//! number) with the system's error.
+//! A failure stops the child before it runs anything of the image: it
+//! writes the step it was at and the errno to the error pipe, and the
+//! parent names the step in its error.
 
 #![allow(unsafe_code)]
 
@@ -233,6 +233,11 @@ fn fork_in_pid_ns(mut plan: Plan, enter: Option<RawFd>) -> Result<libc::pid_t, R
                 if r != 0 {
                     return Err(io::Error::last_os_error());
                 }
+                // The child starts with every signal blocked, until it
+                // has put the dispositions back to the defaults.
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
                 match libc::fork() {
                     -1 => Err(io::Error::last_os_error()),
                     0 => plan.child(),
@@ -288,6 +293,9 @@ const MAX_BINDS: usize = 64;
 
 /// One thing the child does to its mounts, after the pivot.
 enum Op {
+    /// Fails (`ELOOP`) when the path has a symbolic link in it; a missing
+    /// part is fine (what `Mkdir` then makes cannot be a link).
+    NoLinks(CString),
     /// `mkdir`, an existing entry being fine.
     Mkdir(CString),
     /// `mkdir -p`: the directories above and the path itself (the last),
@@ -408,6 +416,8 @@ const CAPS_STEP: usize = 13;
 const SECCOMP_STEP: usize = 14;
 /// The last step: exec'ing the program.
 const EXEC_STEP: usize = 15;
+/// Exec'ing the trampoline (which then execs the program).
+const TRAMPOLINE_STEP: usize = 16;
 
 /// Linux capability numbers by name.
 const CAPABILITIES: [&str; 41] = [
@@ -584,7 +594,11 @@ fn forbidden_destination(target: &str, at: &str) -> Result<(), RunError> {
         "/dev/mqueue",
     ];
     let normal = format!("/{}", prefixes(at).last().map_or("", |p| &p[1..]));
-    if ours.contains(&normal.as_str()) || is_under(&normal, "/proc") || is_under(&normal, "/sys") {
+    if ours.contains(&normal.as_str())
+        || ["/proc", "/sys", "/dev/pts"]
+            .iter()
+            .any(|d| is_under(&normal, d))
+    {
         let via = if normal == target {
             String::new()
         } else {
@@ -680,6 +694,7 @@ impl Plan {
         }
         let mut names: Vec<String> = FIXED_STEPS.iter().map(|s| s.to_string()).collect();
         names.push("exec".into());
+        names.push("start the exec trampoline".into());
         let mut name = |s: String| {
             names.push(s);
             names.len() - 1
@@ -741,7 +756,7 @@ impl Plan {
             let mut has_dev = false;
             for m in spec.mounts().iter().flatten() {
                 let target = m.destination().to_string_lossy().into_owned();
-                if !target.starts_with('/') || target.split('/').any(|p| p == "..") {
+                if !target.starts_with('/') || target.split('/').any(|p| p == ".." || p == ".") {
                     return Err(RunError::Unsupported(format!(
                         "mount destination {target:?} is not an absolute path inside the container"
                     )));
@@ -750,6 +765,7 @@ impl Plan {
                 let typ = m.typ().clone().unwrap_or_default();
                 let ctarget = cstring(&target, "a mount destination")?;
                 let step = name(format!("mount {target}"));
+                let linkless = name(format!("mount {target}: the path must have no link in it"));
                 if options.bind || typ == "bind" {
                     let source = m.source().clone().ok_or_else(|| {
                         RunError::Unsupported(format!("bind mount at {target} has no source"))
@@ -786,11 +802,14 @@ impl Plan {
                                     "mount destination {target} leads to {at}, inside the mount at {m}"
                                 )));
                             }
+                            mounted.push(at.clone());
                             cstring(at.as_bytes(), "a mount destination")?
                         }
-                        // Under a mount the container makes (a tmpfs),
-                        // made there by the child.
+                        // Under a mount made before (a tmpfs, a volume),
+                        // made there by the child, through no link.
                         _ => {
+                            mounted.push(target.clone());
+                            ops.push((linkless, Op::NoLinks(ctarget.clone())));
                             let all = prefixes(&target);
                             let (dirs, last) = all.split_at(all.len().saturating_sub(1));
                             for d in dirs {
@@ -809,7 +828,7 @@ impl Plan {
                             ctarget
                         }
                     };
-                    mounted.push(target.clone());
+                    ops.push((linkless, Op::NoLinks(ctarget.clone())));
                     let mut attr = 0;
                     for (flag, a) in [
                         (libc::MS_RDONLY, MOUNT_ATTR_RDONLY),
@@ -837,7 +856,10 @@ impl Plan {
                     ));
                     continue;
                 }
+                // The image's links do not decide where /proc, /dev or
+                // /sys go: a destination with a link in it is refused.
                 mounted.push(target.clone());
+                ops.push((linkless, Op::NoLinks(ctarget.clone())));
                 ops.push((step, mkdir_all(&target)?));
                 if typ == "cgroup" && !cgroup.is_v2() {
                     // cgroup v1: a tmpfs with each hierarchy mounted under
@@ -1051,9 +1073,11 @@ impl Plan {
         } else {
             Some(sealed_trampoline()?)
         };
+        let join = cgroup.join_files()?;
         let mut keep_fds: Vec<RawFd> = [Some(&errors), trampoline.as_ref(), terminal.as_ref()]
             .into_iter()
             .flatten()
+            .chain(&join)
             .map(AsRawFd::as_raw_fd)
             .chain(init)
             .collect();
@@ -1071,7 +1095,7 @@ impl Plan {
             errors,
             trampoline,
             keep: keep_fds,
-            join: cgroup.join_files()?,
+            join,
             ns_flags,
             init,
             rootfs,
@@ -1142,8 +1166,14 @@ impl Plan {
                     check(libc::dup2(fd, n))?;
                 }
             }
-            // The forking thread's mask, and Rust's ignored SIGPIPE, are
-            // not the program's.
+            // Signals arrive blocked (the forking thread blocked them):
+            // wharf's handlers and Rust's ignored SIGPIPE go back to the
+            // defaults before any is let through.
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             check(libc::pthread_sigmask(
@@ -1151,19 +1181,11 @@ impl Plan {
                 &none,
                 std::ptr::null_mut(),
             ))?;
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             check(libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0))?;
-            self.step(JOIN_STEP);
-            for fd in &self.join {
-                if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
             // Every descriptor but stdio and the few above is closed (not
             // only marked close-on-exec): no path the image controls
             // (WORKDIR, PATH, mount points) may reach a host directory
             // through /proc/self/fd before the exec.
-            self.step(CLOSE_STEP);
             let mut low: libc::c_uint = 3;
             for &fd in &self.keep {
                 let fd = fd as libc::c_uint;
@@ -1173,6 +1195,13 @@ impl Plan {
                 low = low.max(fd + 1);
             }
             close_range(low, libc::c_uint::MAX)?;
+            self.step(JOIN_STEP);
+            for fd in &self.join {
+                if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd.as_raw_fd());
+            }
             let old_umask = libc::umask(0);
             match self.init {
                 None => self.make_container()?,
@@ -1400,6 +1429,7 @@ impl Plan {
                 return io::Error::last_os_error();
             }
             self.trampoline_argv.0[1] = path;
+            self.step(TRAMPOLINE_STEP);
             libc::syscall(
                 libc::SYS_execveat,
                 image,
@@ -1447,10 +1477,13 @@ unsafe fn close_range(low: libc::c_uint, high: libc::c_uint) -> io::Result<()> {
 /// included) can alter it.
 fn sealed_trampoline() -> io::Result<OwnedFd> {
     use rustix::fs::{MemfdFlags, SealFlags};
-    let fd = rustix::fs::memfd_create(
-        "wharf-exec",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
+    // Executable on hosts whose memfds are not by default
+    // (vm.memfd_noexec=1); kernels before 6.3 do not know the flag.
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let fd = match rustix::fs::memfd_create("wharf-exec", flags | MemfdFlags::EXEC) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("wharf-exec", flags)?,
+        other => other?,
+    };
     let mut written = 0;
     while written < TRAMPOLINE.len() {
         written += rustix::io::write(&fd, &TRAMPOLINE[written..])?;
@@ -1499,6 +1532,27 @@ unsafe fn mkdir(path: &std::ffi::CStr) -> io::Result<()> {
 /// Only in the forked child.
 unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
     match op {
+        Op::NoLinks(path) => {
+            let how = OpenHow {
+                flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+                mode: 0,
+                resolve: libc::RESOLVE_IN_ROOT
+                    | libc::RESOLVE_NO_SYMLINKS
+                    | libc::RESOLVE_NO_MAGICLINKS,
+            };
+            let fd = libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            ) as libc::c_int;
+            if fd >= 0 {
+                libc::close(fd);
+            } else if io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+                return Err(io::Error::last_os_error());
+            }
+        }
         Op::Mkdir(path) => mkdir(path)?,
         Op::MkdirAll(paths) => {
             let Some(last) = paths.last() else {
@@ -1575,7 +1629,7 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::stat(path.as_ptr(), &mut st) != 0 {
                 return match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::ENOENT | libc::ENOTDIR) => Ok(()),
+                    Some(libc::ENOENT) => Ok(()),
                     _ => Err(io::Error::last_os_error()),
                 };
             }
@@ -1634,7 +1688,7 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
             ) != 0
             {
                 return match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::ENOENT | libc::ENOTDIR) => Ok(()),
+                    Some(libc::ENOENT) => Ok(()),
                     _ => Err(io::Error::last_os_error()),
                 };
             }

@@ -14,6 +14,7 @@
  * Run any other way (argv[0] not exactly "WHARF-T"), as the image's
  * /proc/self/exe would run it, it exits 126 at once, so that a
  * `#!/proc/self/exe` script cannot make it exec itself for ever. */
+    .section .note.GNU-stack,"",@progbits
     .globl _start
     .text
 _start:
@@ -25,6 +26,11 @@ _start:
     movabs  $0x00542d4652414857, %rdx
     cmp     %rdx, %rax
     jne     refuse
+    mov     $157, %eax              /* prctl(PR_SET_DUMPABLE, 0): no */
+    mov     $4, %edi                /* container process may open our */
+    xor     %esi, %esi              /* descriptors (the error pipe) */
+    syscall
+    mov     (%rsp), %rcx            /* argc again: syscall clobbers rcx */
     mov     16(%rsp), %r12          /* PATH */
     lea     24(%rsp), %r13          /* argv from ARGV0 */
     lea     16(%rsp,%rcx,8), %r14   /* envp: past argv's NULL */
