@@ -1,5 +1,5 @@
 //! Builds the exec trampoline (`src/exec/trampoline.S`) that the Linux
-//! executor embeds: a few hundred bytes, assembled and linked by the C
+//! executor embeds: a 4 KiB file, assembled and linked by the C
 //! compiler that links Rust programs on Linux anyway. Elsewhere, or for
 //! another architecture, the file is empty and the executor execs the
 //! program directly (spec/linux-backend.md).

@@ -1482,7 +1482,16 @@ fn sealed_trampoline() -> io::Result<OwnedFd> {
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     let fd = match rustix::fs::memfd_create("wharf-exec", flags | MemfdFlags::EXEC) {
         Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("wharf-exec", flags)?,
-        other => other?,
+        Err(e) => {
+            return Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!(
+                    "an executable memfd for the exec trampoline: {e} \
+                     (is vm.memfd_noexec 2 on this host?)"
+                ),
+            ))
+        }
+        Ok(fd) => fd,
     };
     let mut written = 0;
     while written < TRAMPOLINE.len() {
