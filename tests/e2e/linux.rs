@@ -1067,6 +1067,48 @@ fn mount_destinations_resolve_inside_the_container() {
         "{}",
         r.stdout
     );
+
+    // A volume inside another one lands there (its mount point made in
+    // the outer volume, as Docker makes it), attached onto the entry
+    // found without a link.
+    let inner = env.scratch.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("g"), "inner\n").unwrap();
+    let outer = format!("{}:/mnt", data.display());
+    let nested = format!("{}:/mnt/sub:ro", inner.display());
+    let r = env
+        .wharf(&[
+            "run",
+            "-v",
+            &outer,
+            "-v",
+            &nested,
+            "bb",
+            "cat",
+            "/mnt/f",
+            "/mnt/sub/g",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "volume\ninner\n", "{}", r.stderr);
+    assert!(data.join("sub").is_dir());
+    // A link planted in the outer volume (as another container sharing
+    // it could) is not followed to place the inner one.
+    std::fs::remove_dir(data.join("sub")).unwrap();
+    std::os::unix::fs::symlink("/bin", data.join("sub")).unwrap();
+    env.wharf(&["run", "-v", &outer, "-v", &nested, "bb", "true"])
+        .fails(125, "mount /mnt/sub: the path must have no link in it");
+    // Through the image's link, the outer volume's place is its own: a
+    // volume inside it is refused rather than placed in the image.
+    env.wharf(&[
+        "run",
+        "-v",
+        &vol,
+        "-v",
+        &format!("{}:/data/sub", inner.display()),
+        "bb",
+        "true",
+    ])
+    .fails(125, "inside the mount at");
 }
 
 #[test]

@@ -274,6 +274,7 @@ fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, RunError> {
 // The new mount API's constants (linux/mount.h).
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -1541,27 +1542,13 @@ unsafe fn mkdir(path: &std::ffi::CStr) -> io::Result<()> {
 /// Only in the forked child.
 unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
     match op {
-        Op::NoLinks(path) => {
-            let how = OpenHow {
-                flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-                mode: 0,
-                resolve: libc::RESOLVE_IN_ROOT
-                    | libc::RESOLVE_NO_SYMLINKS
-                    | libc::RESOLVE_NO_MAGICLINKS,
-            };
-            let fd = libc::syscall(
-                libc::SYS_openat2,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            ) as libc::c_int;
-            if fd >= 0 {
+        Op::NoLinks(path) => match open_linkless(path) {
+            Ok(fd) => {
                 libc::close(fd);
-            } else if io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
-                return Err(io::Error::last_os_error());
             }
-        }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        },
         Op::Mkdir(path) => mkdir(path)?,
         Op::MkdirAll(paths) => {
             let Some(last) = paths.last() else {
@@ -1609,14 +1596,19 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
             if *attr != 0 {
                 set_attr(fd, c"", libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, *attr)?;
             }
-            check(libc::syscall(
+            // Onto the very entry found without a link: no second lookup
+            // that a process sharing a volume above it could redirect.
+            let at = open_linkless(target)?;
+            let moved = libc::syscall(
                 libc::SYS_move_mount,
                 fd,
                 c"".as_ptr(),
-                libc::AT_FDCWD,
-                target.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            ) as libc::c_int)?;
+                at,
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            ) as libc::c_int;
+            libc::close(at);
+            check(moved)?;
             libc::close(fd);
         }
         Op::SetAttr {
@@ -1705,6 +1697,26 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An `O_PATH` descriptor of `path`, reached without following any link
+/// (`ELOOP` when there is one in it).
+///
+/// # Safety
+/// A plain system call; the caller closes the descriptor.
+unsafe fn open_linkless(path: &std::ffi::CStr) -> io::Result<RawFd> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    check(libc::syscall(
+        libc::SYS_openat2,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        &how as *const OpenHow,
+        std::mem::size_of::<OpenHow>(),
+    ) as libc::c_int)
 }
 
 /// `mount_setattr(2)`: sets `attr` on the mount at `dirfd`/`path`.
