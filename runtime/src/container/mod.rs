@@ -15,7 +15,7 @@
 pub mod docker;
 pub mod logs;
 mod monitor;
-mod procfs;
+pub(crate) mod procfs;
 mod server;
 pub mod stats;
 pub mod top;

@@ -73,8 +73,14 @@ pub(crate) enum Layout {
 }
 
 impl Layout {
+    /// The host's layout, read from this process's mount table once.
+    pub(crate) fn host() -> &'static Layout {
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        LAYOUT.get_or_init(Layout::detect)
+    }
+
     /// Reads the layout from this process's mount table.
-    pub(crate) fn detect() -> Layout {
+    fn detect() -> Layout {
         if Path::new(ROOT).join("cgroup.controllers").exists() {
             return Layout::V2;
         }
@@ -105,7 +111,7 @@ impl Layout {
 /// The cgroup of container `id` in every hierarchy of the layout.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
-    layout: Layout,
+    layout: &'static Layout,
     dirs: Vec<PathBuf>,
 }
 
@@ -145,7 +151,7 @@ fn inherit_cpuset(dir: &Path) -> Result<(), RunError> {
 impl Cgroup {
     /// The cgroup of container `id` (12 hex digits), which may not exist.
     pub(crate) fn of(id: &str) -> Cgroup {
-        let layout = Layout::detect();
+        let layout = Layout::host();
         let dirs = match &layout {
             Layout::V2 => vec![Path::new(ROOT).join("wharf").join(id)],
             Layout::V1(hs) => hs.iter().map(|h| h.mount.join("wharf").join(id)).collect(),

@@ -597,15 +597,16 @@ pub fn run(
     let cgroup = cgroup
         .join()
         .unwrap_or_else(|_| Err(RunError::Unsupported("cgroup set-up panicked".into())));
-    let (container, spec, cgroup) = match (prepared, cgroup) {
-        (Ok((container, spec)), Ok(cgroup)) => (container, spec, cgroup),
-        (Ok(_), Err(e)) => return Err(e),
-        (Err(e), Ok(cgroup)) => {
-            cgroup.remove();
+    let (container, spec) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Ok(cgroup) = cgroup {
+                cgroup.remove();
+            }
             return Err(e);
         }
-        (Err(e), Err(_)) => return Err(e),
     };
+    let cgroup = cgroup?;
     let outcome = start_and_wait(
         store,
         &id,
@@ -1108,12 +1109,8 @@ fn sweep_orphans(store: &Store) {
             let _ = rustix::process::pidfd_send_signal(&init, rustix::process::Signal::KILL);
         }
         signal_cgroup(&id, signal_hook::consts::SIGKILL);
-        let cgroup = Cgroup::of(&id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while !cgroup.pids().is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        cgroup.remove();
+        // Waits (and kills again) until the killed processes are gone.
+        Cgroup::of(&id).remove();
         let _ = rustix::mount::unmount(dir.join("rootfs"), rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir_all(&dir);
     }

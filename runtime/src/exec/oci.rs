@@ -495,7 +495,6 @@ fn last_cap() -> usize {
 /// Mount flags and data from OCI mount options.
 struct MountOptions {
     flags: libc::c_ulong,
-    clear: libc::c_ulong,
     data: Vec<String>,
     bind: bool,
     recursive: bool,
@@ -504,7 +503,6 @@ struct MountOptions {
 fn mount_options(options: &[String]) -> MountOptions {
     let mut m = MountOptions {
         flags: 0,
-        clear: 0,
         data: Vec::new(),
         bind: false,
         recursive: false,
@@ -548,7 +546,6 @@ fn mount_options(options: &[String]) -> MountOptions {
             }
         };
         m.flags = (m.flags | set) & !clear;
-        m.clear |= clear;
     }
     m
 }
@@ -594,7 +591,7 @@ fn forbidden_destination(target: &str, at: &str) -> Result<(), RunError> {
         "/dev/shm",
         "/dev/mqueue",
     ];
-    let normal = format!("/{}", prefixes(at).last().map_or("", |p| &p[1..]));
+    let normal = crate::build::resolve_path("/", at);
     if ours.contains(&normal.as_str())
         || ["/proc", "/sys", "/dev/pts"]
             .iter()
@@ -811,20 +808,12 @@ impl Plan {
                         _ => {
                             mounted.push(target.clone());
                             ops.push((linkless, Op::NoLinks(ctarget.clone())));
-                            let all = prefixes(&target);
-                            let (dirs, last) = all.split_at(all.len().saturating_sub(1));
-                            for d in dirs {
-                                ops.push((step, Op::Mkdir(cstring(d, "a mount destination")?)));
-                            }
-                            if !last.is_empty() {
-                                ops.push((
-                                    step,
-                                    if is_dir {
-                                        Op::Mkdir(ctarget.clone())
-                                    } else {
-                                        Op::Touch(ctarget.clone())
-                                    },
-                                ));
+                            if is_dir {
+                                ops.push((step, mkdir_all(&target)?));
+                            } else {
+                                let parent = target.rsplit_once('/').map_or("/", |(p, _)| p);
+                                ops.push((step, mkdir_all(parent)?));
+                                ops.push((step, Op::Touch(ctarget.clone())));
                             }
                             ctarget
                         }
@@ -1233,19 +1222,7 @@ impl Plan {
             check(libc::setresuid(self.uid, self.uid, self.uid))?;
             check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))?;
             self.step(CWD_STEP);
-            let how = OpenHow {
-                flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-                mode: 0,
-                resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-            };
-            let dir = libc::syscall(
-                libc::SYS_openat2,
-                libc::AT_FDCWD,
-                self.cwd.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            ) as libc::c_int;
-            check(dir)?;
+            let dir = open_in_root(&self.cwd, libc::O_PATH | libc::O_DIRECTORY, 0)?;
             let changed = libc::fchdir(dir);
             libc::close(dir);
             check(changed)?;
@@ -1699,16 +1676,20 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// An `O_PATH` descriptor of `path`, reached without following any link
-/// (`ELOOP` when there is one in it).
+/// `openat2(2)` of `path` from the root: `flags` to open with, `resolve`
+/// on top of `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`.
 ///
 /// # Safety
 /// A plain system call; the caller closes the descriptor.
-unsafe fn open_linkless(path: &std::ffi::CStr) -> io::Result<RawFd> {
+unsafe fn open_in_root(
+    path: &std::ffi::CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<RawFd> {
     let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | resolve,
     };
     check(libc::syscall(
         libc::SYS_openat2,
@@ -1717,6 +1698,15 @@ unsafe fn open_linkless(path: &std::ffi::CStr) -> io::Result<RawFd> {
         &how as *const OpenHow,
         std::mem::size_of::<OpenHow>(),
     ) as libc::c_int)
+}
+
+/// An `O_PATH` descriptor of `path`, reached without following any link
+/// (`ELOOP` when there is one in it).
+///
+/// # Safety
+/// A plain system call; the caller closes the descriptor.
+unsafe fn open_linkless(path: &std::ffi::CStr) -> io::Result<RawFd> {
+    open_in_root(path, libc::O_PATH, libc::RESOLVE_NO_SYMLINKS)
 }
 
 /// `mount_setattr(2)`: sets `attr` on the mount at `dirfd`/`path`.
@@ -1757,18 +1747,11 @@ unsafe fn make_terminal(sock: RawFd) -> io::Result<()> {
     // The devpts instance's own ptmx, reached without following any link
     // (for `exec`, the container's processes control its /dev), on a
     // devpts file system.
-    let how = OpenHow {
-        flags: (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    let master = check(libc::syscall(
-        libc::SYS_openat2,
-        libc::AT_FDCWD,
-        c"/dev/pts/ptmx".as_ptr(),
-        &how as *const OpenHow,
-        std::mem::size_of::<OpenHow>(),
-    ) as libc::c_int)?;
+    let master = open_in_root(
+        c"/dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+        libc::RESOLVE_NO_SYMLINKS,
+    )?;
     let mut fs: libc::statfs = std::mem::zeroed();
     if libc::fstatfs(master, &mut fs) != 0 || fs.f_type != DEVPTS_SUPER_MAGIC {
         libc::close(master);
@@ -1852,14 +1835,10 @@ unsafe fn loopback_up() -> io::Result<()> {
     r.map(|_| ())
 }
 
-/// The start time of process `pid` (clock ticks since boot, field 22 of
-/// `/proc/PID/stat`): with the pid, it names one process for good.
+/// The start time of process `pid` (clock ticks since boot): with the
+/// pid, it names one process for good.
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count
-    // from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    crate::container::procfs::stat(pid).map(|s| s.starttime)
 }
 
 /// A pidfd of process `pid` if it is still the one that started at
