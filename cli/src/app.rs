@@ -258,7 +258,7 @@ fn start(globals: &Globals) {
         .parse::<tracing::Level>()
         .unwrap_or(tracing::Level::WARN);
     use tracing_subscriber::prelude::*;
-    let targets = tracing_subscriber::filter::Targets::new().with_default(level);
+    let targets = tracing_subscriber::filter::LevelFilter::from_level(level);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -304,7 +304,7 @@ fn finish(result: anyhow::Result<i32>) -> ExitCode {
 
 /// The error chain on one line, without repeating messages that already
 /// contain their cause.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for c in e.chain() {
         let s = c.to_string();

@@ -169,7 +169,7 @@ impl Journal {
             let _alone = self.lock(true)?;
             // Whoever renames first starts the next file.
             if std::fs::metadata(&self.path)?.len() > MAX_JOURNAL {
-                std::fs::rename(&self.path, self.path.with_extension("json.1"))?;
+                std::fs::rename(&self.path, crate::container::logs::rotated(&self.path, 1))?;
             }
         }
         Ok(())
@@ -198,14 +198,19 @@ impl Journal {
     /// Reads the events recorded inside `window`, oldest first, and
     /// returns them with a reader of those to come.
     pub fn since(&self, window: &Window) -> io::Result<(Vec<Event>, JsonLines<Event>)> {
-        // No rename while the reader opens the current file and `.1`.
-        let shared = self.lock(false)?;
-        self.open_file()?;
-        let mut reader = JsonLines::open(&self.path, false)?;
-        drop(shared);
+        let mut reader = self.reader(false)?;
         let mut events: Vec<Event> = reader.read_new()?;
         events.retain(|e| window.includes(e.time_nano));
         Ok((events, reader))
+    }
+
+    /// A reader of the journal from its start (`.1` first), or of what is
+    /// recorded from now on.
+    fn reader(&self, from_end: bool) -> io::Result<JsonLines<Event>> {
+        // No rename while the reader opens the current file and `.1`.
+        let _shared = self.lock(false)?;
+        self.open_file()?;
+        JsonLines::open(&self.path, from_end)
     }
 
     /// Replays the events of `window` and follows new ones until it has
@@ -221,11 +226,13 @@ impl Journal {
         mut each: impl FnMut(&Event) -> bool,
         gone: impl Fn() -> bool,
     ) -> io::Result<()> {
-        let replay = Window {
-            since: window.since.or(window.until.map(|_| 0)).or(Some(u64::MAX)),
-            until: window.until,
+        let (past, mut reader) = match (window.since, window.until) {
+            (None, None) => (Vec::new(), self.reader(true)?),
+            (since, until) => self.since(&Window {
+                since: since.or(Some(0)),
+                until,
+            })?,
         };
-        let (past, mut reader) = self.since(&replay)?;
         let mut handle = |events: &[Event]| -> bool {
             events
                 .iter()

@@ -568,34 +568,16 @@ fn time(s: &str) -> Option<(i64, u32)> {
     crate::container::logs::parse_rfc3339(s)
 }
 
-/// Shell-style matching of `text` against `pattern` (`*`, `?`), neither
-/// crossing a `/`, as Go's `path.Match` that Docker's reference filter
-/// uses.
+/// Shell-style matching of `text` against `pattern` (`*`, `?`, `[...]`),
+/// none crossing a `/`, as Go's `path.Match` that Docker's reference
+/// filter uses (the glob crate, as COPY's patterns).
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    // The last `*` seen: the pattern after it, and where in the text its
-    // match ends so far. Only it is ever widened (linear, not exponential).
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi + 1, ti));
-                pi += 1;
-            }
-            Some('?') if t[ti] != '/' => (pi, ti) = (pi + 1, ti + 1),
-            Some(c) if *c != '?' && *c == t[ti] => (pi, ti) = (pi + 1, ti + 1),
-            _ => match star {
-                // Widen the last `*` by one character, never over a `/`.
-                Some((after, end)) if t[end] != '/' => {
-                    star = Some((after, end + 1));
-                    (pi, ti) = (after, end + 1);
-                }
-                _ => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(text, options))
 }
 
 /// Lists the named images.

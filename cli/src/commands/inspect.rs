@@ -27,7 +27,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
             Ok(serde_json::Value::Array(items)) => found.extend(items),
             Ok(other) => found.push(other),
             Err(e) => {
-                eprintln!("wharf: {e:#}");
+                eprintln!("wharf: {}", crate::app::one_line(&e));
                 failed = true;
             }
         }
@@ -35,5 +35,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     super::say(serde_json::to_string_pretty(&serde_json::Value::Array(
         found,
     ))?)?;
-    Ok(if failed { 125 } else { 0 })
+    Ok(if failed {
+        wharf::exec::EXIT_WHARF_ERROR
+    } else {
+        0
+    })
 }

@@ -218,7 +218,7 @@ impl Rotation {
 }
 
 /// `path` with `.n` appended: the `n`-th newest rotated file.
-fn rotated(path: &Path, n: u32) -> PathBuf {
+pub(crate) fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(format!(".{n}"));
     PathBuf::from(p)
