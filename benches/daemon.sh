@@ -4,14 +4,16 @@
 # are not packaged here):
 #  - burst: N short wasm containers (probe `exit 0`), C at a time, each
 #    create + start + wait + remove over the API socket: tasks per second,
-#    beside runwasi's best published 330 tasks/s; once with the daemon's
-#    monitor server forking monitors, once with it killed (monitors
-#    executed, as the CLI starts them);
+#    beside runwasi's best published 330 tasks/s; with the daemon's guest
+#    host running them on threads, then (the host killed) with monitors
+#    forked by its monitor server, then (the server killed too) with
+#    monitors executed, as the CLI starts them;
 #  - idle memory: M detached wasm containers (probe `tick 0 600000`, which
-#    sleeps) started through the API and M more by the CLI, the
-#    proportional set size (PSS: shared pages split between the processes
-#    that map them) and the RSS of their monitor processes,
-#    beside runwasi's published 22.7 MB per container.
+#    sleeps) started through the API (all on the guest host) and M more by
+#    the CLI (a monitor each), the proportional set size (PSS: shared pages
+#    split between the processes that map them) and the RSS of the
+#    processes that run them, per container, beside runwasi's published
+#    22.7 MB per container.
 #
 # Usage: bash benches/daemon.sh
 #
@@ -31,10 +33,13 @@ RUNWASI_TASKS_PER_S=330
 RUNWASI_MB_PER_CONTAINER=22.7
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    cargo build --release -p wharf-cli
+    cargo build --release -p wharf-cli -p wharf-benches --bin api-burst
 fi
 bash examples/build.sh >/dev/null
 WHARF=$(realpath "$WHARF")
+# The burst's client: plain HTTP/1.1 over the socket, one keep-alive
+# connection per worker (a Python client tops out near the target).
+BURST=$(realpath "${BURST:-target/release/api-burst}")
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/wharf-daemonbench.XXXXXX")
 DAEMON=
@@ -54,7 +59,7 @@ for _ in $(seq 100); do [[ -S "$SOCK" ]] && break; sleep 0.05; done
 # Compile the module once (as runwasi's figures are for a warm shim).
 "$WHARF" --root "$W/root" run --rm probe exit 0
 
-# The Docker Engine API over the daemon's socket, for the clients below.
+# The Docker Engine API over the daemon's socket, for the idle containers.
 cat > "$W/api.py" <<'EOF'
 import http.client, json, socket
 
@@ -76,46 +81,27 @@ def call(conn, method, path, body=None):
     return json.loads(data) if data else None
 EOF
 
-cat > "$W/burst.py" <<'EOF'
-import os, sys, threading, time
-sys.path.insert(0, os.path.dirname(__file__))
-from api import Conn, call
-sock, n, c, peer, label = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-
-todo = list(range(n))
-lock = threading.Lock()
-codes = []
-def worker():
-    conn = Conn(sock)
-    while True:
-        with lock:
-            if not todo:
-                return
-            todo.pop()
-        cid = call(conn, "POST", "/containers/create", {"Image": "probe", "Cmd": ["exit", "0"]})["Id"]
-        call(conn, "POST", f"/containers/{cid}/start")
-        codes.append(call(conn, "POST", f"/containers/{cid}/wait")["StatusCode"])
-        call(conn, "DELETE", f"/containers/{cid}")
-
-start = time.monotonic()
-threads = [threading.Thread(target=worker) for _ in range(c)]
-for t in threads: t.start()
-for t in threads: t.join()
-took = time.monotonic() - start
-assert len(codes) == n and all(x == 0 for x in codes), codes
+burst() {
+    local out took rate
+    out=$("$BURST" "$SOCK" "$N" "$C" probe exit 0)
+    took=${out#* }
+    python3 -c "
+n, took, peer = $N, $took, $RUNWASI_TASKS_PER_S
 rate = n / took
-print(f"wharf ({label}): {n} tasks in {took:.2f} s = {rate:.0f} tasks/s; runwasi (published): {peer:.0f} tasks/s; ratio {rate / peer:.2f}x (target >= 10x)")
-EOF
+print(f'wharf ($1): {n} tasks in {took:.2f} s = {rate:.0f} tasks/s; runwasi (published): {peer} tasks/s; ratio {rate / peer:.2f}x (target >= 10x)')"
+}
 echo "== burst: $N containers, $C at a time, create+start+wait+remove over the API"
-python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors forked by the monitor server"
-# The same daemon once its monitor server is gone executes a monitor per
-# start, as the CLI does: the server's gain, side by side.
+burst "guests on the guest host of the daemon"
+# The same daemon once its guest host is gone forks a monitor per start;
+# once its monitor server is gone too, executes one, as the CLI does.
+pkill -P "$DAEMON" -f guest-host
+burst "monitors forked by the monitor server"
 pkill -P "$DAEMON" -f monitor-server
-python3 "$W/burst.py" "$SOCK" "$N" "$C" "$RUNWASI_TASKS_PER_S" "monitors executed"
+burst "monitors executed"
 
 echo "== idle memory: $M detached wasm containers started through the API, $M by the CLI"
-# A fresh daemon (the burst killed the first one's monitor server): its
-# monitors are forked by the server, the CLI's are executed.
+# A fresh daemon (the burst killed the first one's helpers): its
+# containers run on its guest host, the CLI's in monitors it executes.
 kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
 rm -f "$SOCK"
 "$WHARF" --root "$W/root" daemon --host "unix://$SOCK" 2>/dev/null &
@@ -140,14 +126,14 @@ python3 - "$W/root" "$RUNWASI_MB_PER_CONTAINER" "$W/api-ids" "$W/cli-ids" <<'EOF
 import json, os, sys
 root, peer = sys.argv[1], float(sys.argv[2])
 cdir = os.path.join(root, "wharf/containers")
-for label, ids in [("through the API, monitors forked", sys.argv[3]), ("by the CLI, monitors executed", sys.argv[4])]:
-    pids = []
+for label, ids in [("through the API, on the guest host", sys.argv[3]), ("by the CLI, monitors executed", sys.argv[4])]:
+    pids = set()
     for cid in open(ids).read().split():
         with open(os.path.join(cdir, cid, "state.json")) as f:
             st = json.load(f)
         assert st.get("status") == "running" and st.get("pid"), (cid, st)
-        pids.append(st["pid"])
-    m = len(pids)
+        pids.add(st["pid"])
+    m = len(open(ids).read().split())
     pss = rss = 0
     for p in pids:
         with open(f"/proc/{p}/smaps_rollup") as f:
@@ -159,5 +145,5 @@ for label, ids in [("through the API, monitors forked", sys.argv[3]), ("by the C
                     rss += int(v.split()[0])
     per_pss = pss / m / 1024
     per_rss = rss / m / 1024
-    print(f"wharf ({label}): {per_pss:.2f} MB PSS per container ({per_rss:.2f} MB RSS, shared pages counted in each); runwasi (published): {peer} MB; ratio {per_pss / peer:.3f}x (target < 2 MB)")
+    print(f"wharf ({label}): {per_pss:.2f} MB PSS per container ({per_rss:.2f} MB RSS, RSS of the processes divided by the containers); runwasi (published): {peer} MB; ratio {per_pss / peer:.3f}x (target < 2 MB)")
 EOF

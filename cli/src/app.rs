@@ -147,6 +147,10 @@ enum Command {
     /// standard input is the daemon's socket).
     #[command(hide = true)]
     MonitorServer,
+    /// Runs plain wasm containers on threads for the daemon (started by
+    /// wharf; its standard input is the daemon's socket).
+    #[command(hide = true)]
+    GuestHost,
 }
 
 /// The command line as the full executable reads it: `run` with the
@@ -203,6 +207,7 @@ pub fn main_full() -> ExitCode {
         Command::System(c) => commands::system::run(&store, c),
         Command::ContainerMonitor { id } => commands::container::monitor(&store, &id),
         Command::MonitorServer => commands::container::monitor_server(&store),
+        Command::GuestHost => commands::container::guest_host(&store),
     }))
 }
 

@@ -1034,10 +1034,11 @@ print(len(results))
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // The monitor server forked the hundred monitors and reaped them.
-    let server = monitor_server(&d);
-    eventually("the monitor server to reap its monitors", || {
-        children_of(server).into_iter().all(alive)
+    // The guest host ran the hundred containers, a thread each, and
+    // keeps none of those threads (only its own and its runtime's).
+    let host = guest_host(&d);
+    eventually("the guest host to let its guests go", || {
+        stat_field(host, 18).is_some_and(|n| n.parse::<u32>().unwrap() < 10)
     });
 }
 
@@ -1050,19 +1051,37 @@ fn containers_outlive_a_killed_daemon() {
     let _cleanup = Cleanup(&env);
     env.probe();
     let mut d = Daemon::start(&env);
+    // A plain wasm container runs on a thread of the daemon's guest host;
+    // one with a restart policy gets a monitor of its own, forked by the
+    // monitor server.
     d.docker_ok(&[
         "run", "-d", "--name", "survivor", "probe", "tick", "0", "50",
     ]);
-    eventually("a tick", || {
-        d.docker_ok(&["logs", "survivor"]).contains("tick 1")
-    });
-    // The monitor was forked by the daemon's monitor server, not
-    // executed: a child of the server, which is the daemon's child.
-    let monitor: u32 = d
-        .docker_ok(&["inspect", "--format", "{{.State.Pid}}", "survivor"])
-        .trim()
-        .parse()
-        .unwrap();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "monitored",
+        "--restart",
+        "on-failure",
+        "probe",
+        "tick",
+        "0",
+        "50",
+    ]);
+    for name in ["survivor", "monitored"] {
+        eventually("a tick", || d.docker_ok(&["logs", name]).contains("tick 1"));
+    }
+    let pid = |d: &Daemon, name: &str| -> u32 {
+        d.docker_ok(&["inspect", "--format", "{{.State.Pid}}", name])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let host = pid(&d, "survivor");
+    assert_eq!(parent_of(host), d.child.id());
+    assert!(cmdline(host).contains("guest-host"), "{}", cmdline(host));
+    let monitor = pid(&d, "monitored");
     let server = parent_of(monitor);
     assert_eq!(parent_of(server), d.child.id());
     assert!(
@@ -1071,35 +1090,149 @@ fn containers_outlive_a_killed_daemon() {
         cmdline(server)
     );
     d.kill9();
-    // The server ends with the daemon; the monitor it forked goes on.
+    // The server ends with the daemon; the monitor it forked goes on, and
+    // so does the guest host, which has a guest.
     eventually("the monitor server to end", || !alive(server));
     assert!(alive(monitor));
-    let before = env.wharf(&["logs", "survivor"]).ok().stdout.lines().count();
+    assert!(alive(host));
+    let lines = |name: &str| env.wharf(&["logs", name]).ok().stdout.lines().count();
+    let before = [lines("survivor"), lines("monitored")];
     eventually("ticks while no daemon runs", || {
-        env.wharf(&["logs", "survivor"]).ok().stdout.lines().count() > before + 2
+        lines("survivor") > before[0] + 2 && lines("monitored") > before[1] + 2
     });
     let d = Daemon::start(&env);
     let ps = d.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
-    assert!(ps.starts_with("survivor Up"), "{ps}");
-    let logs = d.docker_ok(&["logs", "survivor"]);
-    let n = logs.lines().count();
-    assert!(n > before + 2, "{logs}");
-    // No line lost or repeated across the daemon's death.
-    for (i, l) in logs.lines().enumerate() {
-        assert_eq!(l, format!("tick {}", i + 1));
+    assert!(ps.contains("survivor Up"), "{ps}");
+    assert!(ps.contains("monitored Up"), "{ps}");
+    for (name, before) in [("survivor", before[0]), ("monitored", before[1])] {
+        let logs = d.docker_ok(&["logs", name]);
+        assert!(logs.lines().count() > before + 2, "{logs}");
+        // No line lost or repeated across the daemon's death.
+        for (i, l) in logs.lines().enumerate() {
+            assert_eq!(l, format!("tick {}", i + 1));
+        }
     }
+    // The new daemon reaches the old host's guest through its control
+    // socket, as it signals the monitor.
     d.docker_ok(&["stop", "survivor"]);
     assert_eq!(d.docker_ok(&["wait", "survivor"]).trim(), "143");
+    d.docker_ok(&["stop", "monitored"]);
+    assert_eq!(d.docker_ok(&["wait", "monitored"]).trim(), "143");
+    // A host whose daemon died takes no more guests and ends with its
+    // last one.
+    eventually("the orphaned guest host to end", || !alive(host));
+    assert!(
+        !env.root
+            .path()
+            .join("wharf/hosts")
+            .join(format!("{host}.sock"))
+            .exists(),
+        "its control socket went with it"
+    );
 
-    // Should the monitor server die, the daemon executes monitors.
-    let server = monitor_server(&d);
+    // Should the monitor server and the guest host die, the daemon
+    // executes monitors.
+    for p in [monitor_server(&d), guest_host(&d)] {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(p as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+    }
+    let o = d.docker(&["run", "--rm", "probe", "exit", "3"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+}
+
+#[test]
+fn hosted_guests_pause_stop_and_get_killed_one_by_one() {
+    if !require("docker") {
+        return;
+    }
+    let env = Env::new();
+    let _cleanup = Cleanup(&env);
+    env.probe();
+    let d = Daemon::start(&env);
+    // Three guests on one host: each is paused, stopped or killed alone.
+    for name in ["a", "b", "c"] {
+        d.docker_ok(&["run", "-d", "--name", name, "probe", "tick", "0", "20"]);
+    }
+    let pids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| d.docker_ok(&["inspect", "--format", "{{.State.Pid}}", n]))
+        .collect();
+    assert!(pids.iter().all(|p| p == &pids[0]), "one host: {pids:?}");
+    let ticks = |name: &str| d.docker_ok(&["logs", name]).lines().count();
+    eventually("ticks", || ticks("a") >= 2 && ticks("b") >= 2);
+    d.docker_ok(&["pause", "a"]);
+    let status = d.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        status.contains("a Up") && status.contains("(Paused)"),
+        "{status}"
+    );
+    let (a, b) = (ticks("a"), ticks("b"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(ticks("a"), a, "no tick while paused");
+    assert!(ticks("b") > b + 2, "b runs on");
+    // The CLI reaches the host too.
+    env.wharf(&["unpause", "a"]).ok();
+    eventually("ticks again", || ticks("a") > a + 2);
+    env.wharf(&["kill", "-s", "TERM", "b"]).ok();
+    assert_eq!(d.docker_ok(&["wait", "b"]).trim(), "143");
+    d.docker_ok(&["pause", "c"]);
+    d.docker_ok(&["kill", "c"]);
+    assert_eq!(d.docker_ok(&["wait", "c"]).trim(), "137");
+    assert!(ticks("a") > a + 2);
+    // A guest blocked in a host call (a ten-minute sleep) is recorded as
+    // stopped all the same, and its removal with --rm happens.
+    d.docker_ok(&[
+        "run", "-d", "--rm", "--name", "sleeper", "probe", "tick", "0", "600000",
+    ]);
+    eventually("the first tick", || ticks("sleeper") == 1);
+    d.docker_ok(&["kill", "sleeper"]);
+    eventually("the sleeper removed", || {
+        !d.docker_ok(&["ps", "-a", "--format", "{{.Names}}"])
+            .contains("sleeper")
+    });
+    d.docker_ok(&["stop", "a"]);
+    assert_eq!(d.docker_ok(&["wait", "a"]).trim(), "143");
+    // A wasm container with a terminal, input or a restart policy gets a
+    // monitor of its own.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "--restart",
+        "always",
+        "probe",
+        "tick",
+        "0",
+        "20",
+    ]);
+    let own = d.docker_ok(&["inspect", "--format", "{{.State.Pid}}", "own"]);
+    assert_ne!(own, pids[0]);
+    d.docker_ok(&["rm", "-f", "own"]);
+    // A host that dies takes its guests with it, and says so: they show
+    // as dead, as a container whose monitor was killed does.
+    d.docker_ok(&["run", "-d", "--name", "doomed", "probe", "tick", "0", "20"]);
     rustix::process::kill_process(
-        rustix::process::Pid::from_raw(server as i32).unwrap(),
+        rustix::process::Pid::from_raw(guest_host(&d) as i32).unwrap(),
         rustix::process::Signal::KILL,
     )
     .unwrap();
-    let o = d.docker(&["run", "--rm", "probe", "exit", "3"]);
-    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    eventually("the guest host gone", || {
+        !alive(pids[0].trim().parse().unwrap())
+    });
+    let state = d.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}",
+        "doomed",
+    ]);
+    assert_eq!(
+        state.trim(),
+        "dead 255 the container's monitor process ended unexpectedly"
+    );
 }
 
 /// Field `n` (1-based, after the command name) of `/proc/PID/stat`.
@@ -1132,6 +1265,14 @@ fn monitor_server(d: &Daemon) -> u32 {
         .into_iter()
         .find(|&p| cmdline(p).contains("monitor-server"))
         .expect("the daemon's monitor server")
+}
+
+/// The daemon's guest host.
+fn guest_host(d: &Daemon) -> u32 {
+    children_of(d.child.id())
+        .into_iter()
+        .find(|&p| cmdline(p).contains("guest-host"))
+        .expect("the daemon's guest host")
 }
 
 /// The children of process `pid`.

@@ -614,6 +614,12 @@ pub fn monitor_server(store: &Store) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `wharf-full guest-host`: runs plain wasm containers for the daemon.
+pub fn guest_host(store: &Store) -> anyhow::Result<i32> {
+    lib(container::run_guest_host(store))?;
+    Ok(0)
+}
+
 /// `wharf inspect` of a container, if `what` names one.
 pub fn inspect(store: &Store, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
     let cs = containers(store)?;

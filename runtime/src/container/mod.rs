@@ -13,6 +13,7 @@
 //! pid, whether a container still runs.
 
 pub mod docker;
+mod host;
 pub mod logs;
 mod monitor;
 pub(crate) mod procfs;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreLock};
 
+pub use host::run_guest_host;
 pub use monitor::run_monitor;
 pub use server::run_monitor_server;
 
@@ -362,6 +364,10 @@ pub struct State {
     /// Suspended by `pause`: it holds for the run that was paused, and
     /// is cleared when the next run starts (see [`State::is_paused`]).
     pub paused: bool,
+    /// Run by a guest host (`pid` is the host's, shared with other
+    /// containers): signals and pauses go through its control socket.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hosted: bool,
 }
 
 impl State {
@@ -453,6 +459,8 @@ pub struct Containers {
     monitor: Option<MonitorCommand>,
     /// Forks monitors, when the host started one.
     server: Option<std::sync::Arc<server::MonitorServer>>,
+    /// Runs plain wasm containers, when the host started one.
+    host: Option<std::sync::Arc<server::MonitorServer>>,
 }
 
 /// Opens the fifo at `path` for writing without waiting for a reader:
@@ -509,6 +517,7 @@ impl Containers {
             dir,
             monitor: None,
             server: None,
+            host: None,
         })
     }
 
@@ -526,7 +535,25 @@ impl Containers {
     /// program as before.
     pub fn with_monitor_server(mut self) -> Result<Containers> {
         let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
-        self.server = Some(std::sync::Arc::new(server::MonitorServer::start(monitor)?));
+        self.server = Some(std::sync::Arc::new(server::MonitorServer::start(
+            monitor,
+            "monitor-server",
+        )?));
+        Ok(self)
+    }
+
+    /// Starts a guest host ([`run_guest_host`]) of the monitor program,
+    /// which then runs the plain wasm containers [`start`](Self::start)
+    /// starts, each on a thread rather than in a monitor process of its
+    /// own (decision 0013). It ends once the last clone of these
+    /// `Containers` is gone and its guests have ended. Should it fail or
+    /// go away, those containers get monitors as the others do.
+    pub fn with_guest_host(mut self) -> Result<Containers> {
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        self.host = Some(std::sync::Arc::new(server::MonitorServer::start(
+            monitor,
+            "guest-host",
+        )?));
         Ok(self)
     }
 
@@ -978,6 +1005,7 @@ impl Containers {
                     s.error = "the container's monitor process ended unexpectedly".into();
                 }
                 s.pid = 0;
+                s.hosted = false;
                 s.finished_at = now_ns();
             }
         })
@@ -1030,7 +1058,12 @@ impl Containers {
             .0;
         // The monitor writes one line once the container runs (or why it
         // could not start), then closes its end.
-        let mut handshake = match self.fork_monitor(&c.id, &stderr) {
+        let hosted = self
+            .host
+            .as_ref()
+            .filter(|_| host::hostable(&c.config))
+            .and_then(|h| Self::spawn_on(h, &c.id, &stderr));
+        let mut handshake = match hosted.or_else(|| self.fork_monitor(&c.id, &stderr)) {
             Some(read) => read,
             None => self.exec_monitor(monitor, &c.id, stderr)?,
         };
@@ -1066,13 +1099,22 @@ impl Containers {
     /// A monitor for `id` forked by the monitor server, if there is one
     /// that answers: the read end of its handshake pipe.
     fn fork_monitor(&self, id: &str, stderr: &std::fs::File) -> Option<std::fs::File> {
-        let server = self.server.as_ref()?;
+        Self::spawn_on(self.server.as_ref()?, id, stderr)
+    }
+
+    /// Asks `server` (a monitor server or a guest host) to run container
+    /// `id`: the read end of the handshake pipe, None if it is gone.
+    fn spawn_on(
+        server: &server::MonitorServer,
+        id: &str,
+        stderr: &std::fs::File,
+    ) -> Option<std::fs::File> {
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
         let stderr = stderr.try_clone().ok()?.into();
         match server.spawn(id, write, stderr) {
             Ok(()) => Some(read.into()),
             Err(e) => {
-                tracing::warn!(error = %e, "the monitor server is gone: executing monitors");
+                tracing::warn!(error = %e, "a monitor server is gone: executing monitors");
                 None
             }
         }
@@ -1133,14 +1175,18 @@ impl Containers {
         if signal == libc::SIGKILL {
             self.update(&c.id, |s| s.stop_requested = true)?;
             if c.config.wasm {
-                send(c.state.pid, libc::SIGKILL);
+                self.signal_monitor(&c, libc::SIGKILL)?;
                 // The monitor cannot record its own SIGKILL: the caller
                 // does, once the monitor is gone.
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while self.monitor_alive(&c.id) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                self.refresh(&c.id)?;
+                match self.refresh(&c.id) {
+                    // Removed at its end (`--rm`) by its guest host.
+                    Ok(_) | Err(ContainerError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
             } else {
                 // Every process of the cgroup, until the run has ended: a
                 // process still joining the cgroup would miss one pass.
@@ -1162,7 +1208,7 @@ impl Containers {
         }
         if c.config.wasm || crate::exec::linux::FORWARDED.contains(&signal) {
             // The monitor ends a wasm guest, or forwards to the init.
-            send(c.state.pid, signal);
+            self.signal_monitor(&c, signal)?;
         } else {
             crate::exec::linux::signal_cgroup(&short_id(&c.id), signal);
         }
@@ -1260,7 +1306,26 @@ impl Containers {
         Ok(())
     }
 
+    /// Sends `signal` to the monitor of `c` (to the guest, through its
+    /// guest host's control socket, for a hosted one).
+    fn signal_monitor(&self, c: &Container, signal: i32) -> Result<()> {
+        if c.state.hosted {
+            let request = format!("kill {} {signal}", c.id);
+            return match host::request(&self.store, c.state.pid, &request) {
+                // It ended meanwhile.
+                Err(ContainerError::Invalid(_)) => Ok(()),
+                r => r,
+            };
+        }
+        send(c.state.pid, signal);
+        Ok(())
+    }
+
     fn freeze(&self, c: &Container, frozen: bool) -> Result<()> {
+        if c.state.hosted {
+            let verb = if frozen { "pause" } else { "unpause" };
+            return host::request(&self.store, c.state.pid, &format!("{verb} {}", c.id));
+        }
         if c.config.wasm {
             send(
                 c.state.pid,

@@ -31,7 +31,7 @@ const HANDLED: [i32; 6] = [
 /// How long a stopped wasm guest has to return before the monitor records
 /// its exit and ends anyway: a guest blocked in a host call (a sleep, a
 /// socket) only sees the interruption when it returns.
-const FORCED_EXIT_AFTER: Duration = Duration::from_millis(250);
+pub(super) const FORCED_EXIT_AFTER: Duration = Duration::from_millis(250);
 
 /// The body of a monitor process for container `id` (what `wharf
 /// container-monitor ID` runs). Its standard output must be the pipe that
@@ -571,7 +571,7 @@ enum Prepared {
 }
 
 /// The exit code recorded for a container that failed to start.
-fn error_code(e: &ContainerError) -> i32 {
+pub(super) fn error_code(e: &ContainerError) -> i32 {
     match e {
         ContainerError::Run(r) => r.exit_code(),
         _ => exec::EXIT_WHARF_ERROR,

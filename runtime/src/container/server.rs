@@ -34,9 +34,10 @@ pub(crate) struct MonitorServer {
 }
 
 impl MonitorServer {
-    /// Starts `monitor-server` of `monitor`'s program, its standard input
-    /// the other end of a fresh socket pair.
-    pub(crate) fn start(monitor: &MonitorCommand) -> io::Result<MonitorServer> {
+    /// Starts `subcommand` (`monitor-server`, or `guest-host` for a
+    /// [`super::host`]) of `monitor`'s program, its standard input the
+    /// other end of a fresh socket pair.
+    pub(crate) fn start(monitor: &MonitorCommand, subcommand: &str) -> io::Result<MonitorServer> {
         let (ours, theirs) = rustix::net::socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -46,7 +47,7 @@ impl MonitorServer {
         use std::os::unix::process::CommandExt as _;
         let process = monitor
             .command()
-            .arg("monitor-server")
+            .arg(subcommand)
             .stdin(std::process::Stdio::from(theirs))
             .stdout(std::process::Stdio::null())
             // Its own process group, as the monitors it forks: a Ctrl-C
@@ -100,10 +101,7 @@ pub fn run_monitor_server(store: &Store) -> Result<()> {
     if super::procfs::status("self", "Threads").as_deref() != Some("1") {
         return Err(io::Error::other("the monitor server must be single-threaded to fork").into());
     }
-    let socket =
-        rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3).map_err(io::Error::from)?;
-    let null = std::fs::File::open("/dev/null")?;
-    rustix::stdio::dup2_stdin(&null).map_err(io::Error::from)?;
+    let socket = take_stdin()?;
     loop {
         // Forked monitors that ended since (they are our children).
         // (Any child: each monitor is in a process group of its own.)
@@ -121,43 +119,70 @@ pub fn run_monitor_server(store: &Store) -> Result<()> {
             Ok(_) => {}
             Err(e) => return Err(io::Error::from(e).into()),
         }
-        let mut id = [0u8; 256];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let got = match rustix::net::recvmsg(
-            &socket,
-            &mut [IoSliceMut::new(&mut id)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Ok(got) => got,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(io::Error::from(e).into()),
-        };
-        if got.bytes == 0 {
+        let Some(request) = receive(&socket)? else {
             // The host closed its end.
             return Ok(());
-        }
-        let mut fds = Vec::new();
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(received) = message {
-                fds.extend(received);
-            }
-        }
-        let (Ok(id), Ok([handshake, stderr])) = (
-            std::str::from_utf8(&id[..got.bytes]),
-            <[OwnedFd; 2]>::try_from(fds),
-        ) else {
-            // Not a request of ours: the descriptors (if any) close, and
-            // the host hears end-of-file on its handshake.
+        };
+        let Some((id, handshake, stderr)) = request else {
             continue;
         };
         if fork()?.is_none() {
             drop(socket);
-            let code = monitor_child(store, id, handshake, stderr);
+            let code = monitor_child(store, &id, handshake, stderr);
             std::process::exit(code);
         }
     }
+}
+
+/// The host's socket, which is our standard input; stdin becomes
+/// /dev/null.
+pub(super) fn take_stdin() -> io::Result<OwnedFd> {
+    let socket = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
+    let null = std::fs::File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(socket)
+}
+
+/// A start request as [`MonitorServer::spawn`] sends it: the container
+/// id, the handshake pipe and the file for early errors. None when the
+/// host closed its end; Some(None) for a datagram that is not a request
+/// of ours (its descriptors, if any, close, and whoever sent it hears
+/// end-of-file on its handshake).
+#[allow(clippy::type_complexity)]
+pub(super) fn receive(socket: &OwnedFd) -> io::Result<Option<Option<(String, OwnedFd, OwnedFd)>>> {
+    let mut id = [0u8; 256];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        match rustix::net::recvmsg(
+            socket,
+            &mut [IoSliceMut::new(&mut id)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(got) => break got,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if got.bytes == 0 {
+        return Ok(None);
+    }
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok(Some(
+        match (
+            std::str::from_utf8(&id[..got.bytes]),
+            <[OwnedFd; 2]>::try_from(fds),
+        ) {
+            (Ok(id), Ok([handshake, stderr])) => Some((id.to_owned(), handshake, stderr)),
+            _ => None,
+        },
+    ))
 }
 
 /// In a forked child: the monitor of container `id`, with the standard

@@ -92,6 +92,15 @@ async fn serve_async(containers: Containers, socket: &Path) -> Result<(), Daemon
             containers
         }
     };
+    // Plain wasm containers run on threads of a guest host (decision
+    // 0013); without one, each gets a monitor.
+    let containers = match containers.clone().with_guest_host() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no guest host: wasm containers get monitors");
+            containers
+        }
+    };
     let api = Arc::new(Api {
         containers,
         execs: Arc::default(),

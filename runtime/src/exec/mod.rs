@@ -219,17 +219,42 @@ pub struct RunOptions {
     /// Lets another thread stop a wasm guest (a container's monitor on
     /// `stop` or `kill`).
     pub interrupt: Option<Interrupt>,
+    /// For a wasm guest: its stdout and stderr go to these instead of
+    /// `stdout` and `stderr` (a guest host writing a container's log).
+    pub output: Option<Output>,
+}
+
+/// What receives a wasm guest's output, write by write, in the guest's
+/// thread: its stdout and its stderr.
+#[derive(Clone)]
+pub struct Output {
+    /// Receives each write to stdout.
+    pub stdout: Sink,
+    /// Receives each write to stderr.
+    pub stderr: Sink,
+}
+
+/// A receiver of a guest stream's bytes.
+pub type Sink = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Output")
+    }
 }
 
 /// A handle that stops a running wasm guest from another thread: the guest
 /// traps at its next epoch check and the run ends with [`Exit::Signal`].
-/// Signalling before the run starts stops it as soon as it starts.
+/// Signalling before the run starts stops it as soon as it starts. A guest
+/// run on a shared engine ([`wasm::Engines`]) can also be paused: it waits
+/// at its next epoch check until resumed (or signalled).
 #[derive(Clone, Default)]
-pub struct Interrupt(std::sync::Arc<std::sync::Mutex<InterruptState>>);
+pub struct Interrupt(std::sync::Arc<(std::sync::Mutex<InterruptState>, std::sync::Condvar)>);
 
 #[derive(Default)]
 struct InterruptState {
     signal: Option<i32>,
+    paused: bool,
     engine: Option<wasmtime::Engine>,
 }
 
@@ -245,23 +270,51 @@ impl Interrupt {
         Interrupt::default()
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, InterruptState> {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Stops the guest on behalf of signal `signal` (the first one wins).
+    /// A paused guest is stopped too.
     pub fn signal(&self, signal: i32) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.state();
         s.signal.get_or_insert(signal);
         if let Some(e) = &s.engine {
             e.increment_epoch();
         }
+        self.0 .1.notify_all();
     }
 
     /// The signal that stopped (or is stopping) the guest, if any.
     pub fn requested(&self) -> Option<i32> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).signal
+        self.state().signal
+    }
+
+    /// Pauses (or resumes) a guest run on a shared engine: it waits at its
+    /// next epoch check (a guest blocked in a host call, once the call
+    /// returns).
+    pub fn set_paused(&self, paused: bool) {
+        let mut s = self.state();
+        s.paused = paused;
+        if let (true, Some(e)) = (paused, &s.engine) {
+            e.increment_epoch();
+        }
+        self.0 .1.notify_all();
+    }
+
+    /// In the guest's thread: waits while paused and not signalled; the
+    /// signal, if any.
+    pub(crate) fn checkpoint(&self) -> Option<i32> {
+        let mut s = self.state();
+        while s.paused && s.signal.is_none() {
+            s = self.0 .1.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.signal
     }
 
     /// Connects the handle to the engine running the guest.
     pub(crate) fn attach(&self, engine: &wasmtime::Engine) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.state();
         if s.signal.is_some() {
             engine.increment_epoch();
         }

@@ -82,6 +82,7 @@ impl ModuleInput {
 }
 
 /// A compiled guest.
+#[derive(Clone)]
 pub(crate) enum Compiled {
     Module(Module),
     Component(Component),
@@ -91,6 +92,132 @@ pub(crate) enum Compiled {
 #[derive(Debug, Clone)]
 pub struct WasmExecutor {
     store: Store,
+    /// Engines and compiled code kept between runs, for a process that
+    /// runs many guests (a guest host); else each run makes its own.
+    engines: Option<std::sync::Arc<Engines>>,
+}
+
+/// Engines (one with fuel metering, one without) and the code compiled
+/// for them, shared by every guest a long-lived process runs, so a run
+/// neither builds an engine nor loads compiled code again. Guests on a
+/// shared engine are stopped, paused and timed out each through its own
+/// epoch callback, since an epoch bump reaches every guest of the engine.
+#[derive(Default)]
+pub struct Engines(std::sync::Mutex<[Option<SharedEngine>; 2]>);
+
+/// An engine and the code compiled for it, by module digest.
+struct SharedEngine {
+    engine: Engine,
+    compiled: std::collections::HashMap<Digest, Compiled>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engines")
+    }
+}
+
+impl Engines {
+    fn slots(&self) -> std::sync::MutexGuard<'_, [Option<SharedEngine>; 2]> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn engine(&self, fuel: bool) -> Result<Engine, RunError> {
+        let mut slots = self.slots();
+        let slot = &mut slots[usize::from(fuel)];
+        if let Some(s) = slot {
+            return Ok(s.engine.clone());
+        }
+        let engine = engine(fuel)?;
+        *slot = Some(SharedEngine {
+            engine: engine.clone(),
+            compiled: Default::default(),
+        });
+        Ok(engine)
+    }
+
+    /// The slot of `engine`.
+    fn of<'a>(
+        slots: &'a mut [Option<SharedEngine>; 2],
+        engine: &Engine,
+    ) -> Option<&'a mut SharedEngine> {
+        slots
+            .iter_mut()
+            .flatten()
+            .find(|s| Engine::same(&s.engine, engine))
+    }
+}
+
+/// A guest's stream going to a [`super::Sink`]: each write is passed on
+/// at once, in the guest's thread.
+#[derive(Clone)]
+struct SinkStream(super::Sink);
+
+impl wasmtime_wasi::cli::IsTerminal for SinkStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for SinkStream {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::Pollable for SinkStream {
+    fn ready<'a, 'b>(
+        &'a mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for SinkStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        (self.0)(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(1 << 20)
+    }
+}
+
+impl tokio::io::AsyncWrite for SinkStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        (self.0)(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 struct Limiter {
@@ -168,7 +295,19 @@ pub fn engine(fuel: bool) -> Result<Engine, RunError> {
 impl WasmExecutor {
     /// An executor caching compiled code in `store`.
     pub fn new(store: Store) -> WasmExecutor {
-        WasmExecutor { store }
+        WasmExecutor {
+            store,
+            engines: None,
+        }
+    }
+
+    /// An executor whose runs share `engines` and the code compiled for
+    /// them (see [`Engines`]).
+    pub fn sharing(store: Store, engines: std::sync::Arc<Engines>) -> WasmExecutor {
+        WasmExecutor {
+            store,
+            engines: Some(engines),
+        }
     }
 
     fn cache_path(&self, engine: &Engine, module: &Digest) -> PathBuf {
@@ -180,6 +319,27 @@ impl WasmExecutor {
     }
 
     pub(crate) fn compile(
+        &self,
+        engine: &Engine,
+        input: &ModuleInput,
+        what: &str,
+    ) -> Result<Compiled, RunError> {
+        let Some(engines) = &self.engines else {
+            return self.load_or_compile(engine, input, what);
+        };
+        let cached = Engines::of(&mut engines.slots(), engine)
+            .and_then(|s| s.compiled.get(input.digest()).cloned());
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let c = self.load_or_compile(engine, input, what)?;
+        if let Some(s) = Engines::of(&mut engines.slots(), engine) {
+            s.compiled.insert(input.digest().clone(), c.clone());
+        }
+        Ok(c)
+    }
+
+    fn load_or_compile(
         &self,
         engine: &Engine,
         input: &ModuleInput,
@@ -239,7 +399,10 @@ impl WasmExecutor {
         sandbox: &Sandbox,
         options: &RunOptions,
     ) -> Result<RunOutcome, RunError> {
-        let engine = engine(options.fuel.is_some())?;
+        let engine = match &self.engines {
+            Some(shared) => shared.engine(options.fuel.is_some())?,
+            None => engine(options.fuel.is_some())?,
+        };
         if let Some(i) = &options.interrupt {
             i.attach(&engine);
         }
@@ -296,23 +459,11 @@ impl WasmExecutor {
         }
         let out_pipe = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let err_pipe = MemoryOutputPipe::new(CAPTURE_LIMIT);
-        match options.stdout {
-            Stdio::Inherit => {
-                b.stdout(wasmtime_wasi::cli::stdout());
-            }
-            Stdio::Capture => {
-                b.stdout(out_pipe.clone());
-            }
-            Stdio::Null => {}
-        }
-        match options.stderr {
-            Stdio::Inherit => {
-                b.stderr(wasmtime_wasi::cli::stderr());
-            }
-            Stdio::Capture => {
-                b.stderr(err_pipe.clone());
-            }
-            Stdio::Null => {}
+        if let Some(output) = &options.output {
+            b.stdout(SinkStream(output.stdout.clone()));
+            b.stderr(SinkStream(output.stderr.clone()));
+        } else {
+            connect(&mut b, options, &out_pipe, &err_pipe);
         }
         let limiter = Limiter {
             memory: options.memory.map(|m| m as usize),
@@ -450,13 +601,54 @@ impl WasmExecutor {
     ) -> Result<(), RunError> {
         store.limiter(move |h| limiter(h) as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_trap();
+        if self.engines.is_some() {
+            // A bump of the shared epoch reaches every guest: each checks
+            // whether it is its own stop, pause or timeout.
+            let interrupt = options.interrupt.clone().unwrap_or_default();
+            let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
+            store.epoch_deadline_callback(move |_| {
+                let signalled = interrupt.checkpoint().is_some();
+                if signalled || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Err(Trap::Interrupt.into());
+                }
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            });
+        } else {
+            store.epoch_deadline_trap();
+        }
         if let Some(f) = options.fuel {
             store
                 .set_fuel(f)
                 .map_err(|e| RunError::Engine(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// Gives `b` the guest's stdout and stderr as `options` say.
+fn connect(
+    b: &mut WasiCtxBuilder,
+    options: &RunOptions,
+    out_pipe: &MemoryOutputPipe,
+    err_pipe: &MemoryOutputPipe,
+) {
+    match options.stdout {
+        Stdio::Inherit => {
+            b.stdout(wasmtime_wasi::cli::stdout());
+        }
+        Stdio::Capture => {
+            b.stdout(out_pipe.clone());
+        }
+        Stdio::Null => {}
+    }
+    match options.stderr {
+        Stdio::Inherit => {
+            b.stderr(wasmtime_wasi::cli::stderr());
+        }
+        Stdio::Capture => {
+            b.stderr(err_pipe.clone());
+        }
+        Stdio::Null => {}
     }
 }
 
