@@ -160,6 +160,8 @@ impl Host {
     fn serve(&self, listener: UnixListener) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
+            // A client that sends nothing does not hold up the others.
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
             let mut line = String::new();
             let mut reader = std::io::BufReader::new(&stream);
             if reader.read_line(&mut line).is_err() {
