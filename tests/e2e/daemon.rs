@@ -1195,6 +1195,20 @@ fn hosted_guests_pause_stop_and_get_killed_one_by_one() {
     });
     d.docker_ok(&["stop", "a"]);
     assert_eq!(d.docker_ok(&["wait", "a"]).trim(), "143");
+    // Started again while its last run's thread still sleeps, a container
+    // stays reachable once that thread returns.
+    d.docker_ok(&[
+        "run", "-d", "--name", "napper", "probe", "tick", "0", "1500",
+    ]);
+    eventually("the first tick", || ticks("napper") == 1);
+    d.docker_ok(&["kill", "napper"]);
+    assert_eq!(d.docker_ok(&["wait", "napper"]).trim(), "137");
+    d.docker_ok(&["start", "napper"]);
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    d.docker_ok(&["pause", "napper"]);
+    d.docker_ok(&["unpause", "napper"]);
+    d.docker_ok(&["kill", "napper"]);
+    assert_eq!(d.docker_ok(&["wait", "napper"]).trim(), "137");
     // A wasm container with a terminal, input or a restart policy gets a
     // monitor of its own.
     d.docker_ok(&[

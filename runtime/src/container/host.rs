@@ -51,6 +51,10 @@ pub(crate) fn control_socket(store: &Store, pid: u32) -> PathBuf {
     store.root().join(format!("wharf/hosts/{pid}.sock"))
 }
 
+/// How the host's answer begins when the container is not (or no
+/// longer) running there.
+const GONE: &str = "gone:";
+
 /// Sends `request` to the guest host `pid` and returns once it has acted.
 pub(crate) fn request(store: &Store, pid: u32, request: &str) -> Result<()> {
     let path = control_socket(store, pid);
@@ -66,11 +70,17 @@ pub(crate) fn request(store: &Store, pid: u32, request: &str) -> Result<()> {
     std::io::BufReader::new(s)
         .read_line(&mut answer)
         .map_err(gone)?;
-    match answer.trim_end() {
-        "ok" => Ok(()),
-        a => Err(ContainerError::Invalid(
-            a.strip_prefix("error ").unwrap_or(a).to_owned(),
+    let answer = answer.trim_end();
+    match answer.strip_prefix("error ") {
+        None if answer == "ok" => Ok(()),
+        // The container is no longer running there.
+        Some(m) if m.starts_with(GONE) => Err(ContainerError::NotRunning(
+            request.split(' ').nth(1).unwrap_or_default().to_owned(),
         )),
+        Some(m) => Err(ContainerError::Invalid(format!("guest host {pid}: {m}"))),
+        None => Err(ContainerError::Invalid(format!(
+            "guest host {pid}: unexpected answer {answer:?}"
+        ))),
     }
 }
 
@@ -94,7 +104,15 @@ pub fn run_guest_host(store: &Store) -> Result<()> {
             .stack_size(256 << 10)
             .spawn(move || host.serve(listener))?;
     }
-    while let Some(request) = super::server::receive(&socket)? {
+    loop {
+        let request = match super::server::receive(&socket) {
+            Ok(Some(request)) => request,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "the daemon's socket failed: taking no more guests");
+                break;
+            }
+        };
         let Some((id, handshake, _stderr)) = request else {
             continue;
         };
@@ -181,12 +199,17 @@ impl Host {
             self.guests()
                 .get(id)
                 .cloned()
-                .ok_or_else(|| format!("container {id} is not running here"))
+                .ok_or_else(|| format!("{GONE} container {id} is not running here"))
         };
         match words[..] {
             ["kill", id, signal] => {
                 let signal: i32 = signal.parse().map_err(|_| format!("bad signal {signal}"))?;
                 let g = guest(id)?;
+                // What a monitor process ends its guest on; others (as
+                // SIGWINCH) a guest could not act on.
+                if signal != libc::SIGKILL && !super::monitor::HANDLED.contains(&signal) {
+                    return Ok(());
+                }
                 g.interrupt.signal(signal);
                 // A guest blocked in a host call sees the interruption
                 // only when the call returns: its exit is recorded
@@ -231,27 +254,42 @@ impl Host {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|e| e.lines.clone())
-            .expect("a guest not yet ended");
-        options.interrupt = Some(guest.interrupt.clone());
-        options.output = Some(exec::Output {
-            stdout: sink(&lines[0]),
-            stderr: sink(&lines[1]),
-        });
+            .map(|e| e.lines.clone());
         answer("running");
-        let exit = exec::WasmExecutor::sharing(self.cs.store().clone(), self.engines.clone())
-            .run(
-                &prepared.module,
-                &prepared.argv,
-                &prepared.env,
-                &prepared.sandbox,
-                &options,
-            )
+        if let Some(lines) = lines {
+            options.interrupt = Some(guest.interrupt.clone());
+            options.output = Some(exec::Output {
+                stdout: sink(&lines[0]),
+                stderr: sink(&lines[1]),
+            });
+            let executor =
+                exec::WasmExecutor::sharing(self.cs.store().clone(), self.engines.clone());
+            // A panic in this thread must not leave the container running
+            // with its locks held for the host's life.
+            let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                executor.run(
+                    &prepared.module,
+                    &prepared.argv,
+                    &prepared.env,
+                    &prepared.sandbox,
+                    &options,
+                )
+            }))
+            .unwrap_or_else(|_| Err(exec::RunError::Engine("the guest's thread panicked".into())))
             .map(|o| o.exit)
             .map_err(ContainerError::from);
-        guest.record_end(&self.cs, id, exit, false);
+            guest.record_end(&self.cs, id, exit, false);
+        }
+        self.forget(id, &guest);
+    }
+
+    /// Takes `guest` out of the running ones, unless a later run of the
+    /// same container took its place.
+    fn forget(&self, id: &str, guest: &Arc<Guest>) {
         let mut guests = self.guests();
-        guests.remove(id);
+        if guests.get(id).is_some_and(|g| Arc::ptr_eq(g, guest)) {
+            guests.remove(id);
+        }
         self.idle.notify_all();
     }
 
@@ -321,8 +359,7 @@ impl Host {
         if let Err(e) = marked {
             let failed = ContainerError::Invalid(e.to_string());
             guest.record_end(cs, &id, Err(failed), false);
-            self.guests().remove(&id);
-            self.idle.notify_all();
+            self.forget(&id, &guest);
             return Err(wharf(e));
         }
         Ok((guest, prepared, options))
@@ -373,8 +410,10 @@ impl Guest {
         drop(end.run_lock);
         if end.c.config.auto_remove {
             cs.leave_tombstone(id, code);
+            // As it is now (renamed since, perhaps).
+            let c = cs.load(id).unwrap_or(end.c);
             drop(end.alive);
-            let _ = cs.delete(&end.c);
+            let _ = cs.delete(&c);
         }
     }
 }
@@ -385,7 +424,10 @@ impl Guest {
 struct Lines {
     log: LogWriter,
     stream: &'static str,
-    partial: Mutex<Vec<u8>>,
+    /// A line not yet complete; None once the run's end is recorded
+    /// (a guest thread left running after a forced exit writes nothing
+    /// more).
+    partial: Mutex<Option<Vec<u8>>>,
 }
 
 impl Lines {
@@ -393,12 +435,15 @@ impl Lines {
         Arc::new(Lines {
             log: log.clone(),
             stream,
-            partial: Mutex::default(),
+            partial: Mutex::new(Some(Vec::new())),
         })
     }
 
     fn write(&self, mut bytes: &[u8]) {
         let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(partial) = partial.as_mut() else {
+            return;
+        };
         while !bytes.is_empty() {
             let room = MAX_ENTRY - partial.len();
             let take = match bytes[..bytes.len().min(room)]
@@ -411,15 +456,20 @@ impl Lines {
             partial.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if partial.ends_with(b"\n") || partial.len() == MAX_ENTRY {
-                self.emit(&mut partial);
+                self.emit(partial);
             }
         }
     }
 
-    /// Writes what is left of a line without its newline.
+    /// Writes what is left of a line without its newline; later writes
+    /// are dropped.
     fn finish(&self) {
-        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
-        if !partial.is_empty() {
+        let partial = self
+            .partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut partial) = partial.filter(|p| !p.is_empty()) {
             self.emit(&mut partial);
         }
     }

@@ -1313,7 +1313,7 @@ impl Containers {
             let request = format!("kill {} {signal}", c.id);
             return match host::request(&self.store, c.state.pid, &request) {
                 // It ended meanwhile.
-                Err(ContainerError::Invalid(_)) => Ok(()),
+                Err(ContainerError::NotRunning(_)) => Ok(()),
                 r => r,
             };
         }

@@ -19,7 +19,7 @@ use crate::store::{Store, StoreLock};
 /// Signals a monitor handles: they end a wasm guest (which has no signal
 /// handlers) with 128 + the signal; a Linux container's init receives
 /// them from the backend's forwarding.
-const HANDLED: [i32; 6] = [
+pub(super) const HANDLED: [i32; 6] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,

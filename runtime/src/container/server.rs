@@ -82,13 +82,25 @@ impl MonitorServer {
 
 impl Drop for MonitorServer {
     fn drop(&mut self) {
-        // The end of our side ends the server.
+        // The end of our side ends the server (a guest host once its
+        // guests have ended, which may be much later: it is reaped by a
+        // thread, so that dropping does not wait for them).
         let _ = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Both);
-        let _ = self
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wait();
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(None) = process.try_wait() {
+            let pid = process.id();
+            let _ = std::thread::Builder::new()
+                .name("wharf-reaper".into())
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                        let _ = rustix::process::waitpid(
+                            Some(pid),
+                            rustix::process::WaitOptions::empty(),
+                        );
+                    }
+                });
+        }
     }
 }
 

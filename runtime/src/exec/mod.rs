@@ -315,7 +315,7 @@ impl Interrupt {
     /// Connects the handle to the engine running the guest.
     pub(crate) fn attach(&self, engine: &wasmtime::Engine) {
         let mut s = self.state();
-        if s.signal.is_some() {
+        if s.signal.is_some() || s.paused {
             engine.increment_epoch();
         }
         s.engine = Some(engine.clone());

@@ -403,9 +403,6 @@ impl WasmExecutor {
             Some(shared) => shared.engine(options.fuel.is_some())?,
             None => engine(options.fuel.is_some())?,
         };
-        if let Some(i) = &options.interrupt {
-            i.attach(&engine);
-        }
         let what = argv
             .first()
             .cloned()
@@ -471,7 +468,9 @@ impl WasmExecutor {
             hit: false,
         };
 
-        // The timeout: a thread bumps the epoch unless the run ends first.
+        // The timeout: a thread bumps the epoch unless the run ends first
+        // (a guest on a shared engine compares the time with `deadline`).
+        let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let timer = options.timeout.map(|t| {
             let engine = engine.clone();
@@ -488,14 +487,11 @@ impl WasmExecutor {
                     &engine,
                     P1Host {
                         wasi: b.build_p1(),
-                        sockets: P1Sockets::new(
-                            std::mem::take(&mut listeners),
-                            options.timeout.map(|t| std::time::Instant::now() + t),
-                        ),
+                        sockets: P1Sockets::new(std::mem::take(&mut listeners), deadline),
                         limiter,
                     },
                 );
-                self.prepare_store(&mut store, options, |h| &mut h.limiter)?;
+                self.prepare_store(&mut store, options, deadline, |h| &mut h.limiter)?;
                 let mut linker: Linker<P1Host> = Linker::new(&engine);
                 wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi)
                     .map_err(|e| RunError::Engine(e.to_string()))?;
@@ -558,7 +554,7 @@ impl WasmExecutor {
                         limiter,
                     },
                 );
-                self.prepare_store(&mut store, options, |h| &mut h.limiter)?;
+                self.prepare_store(&mut store, options, deadline, |h| &mut h.limiter)?;
                 let mut linker: wasmtime::component::Linker<P2Host> =
                     wasmtime::component::Linker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -597,6 +593,7 @@ impl WasmExecutor {
         &self,
         store: &mut WasmStore<T>,
         options: &RunOptions,
+        deadline: Option<std::time::Instant>,
         limiter: fn(&mut T) -> &mut Limiter,
     ) -> Result<(), RunError> {
         store.limiter(move |h| limiter(h) as &mut dyn ResourceLimiter);
@@ -605,7 +602,6 @@ impl WasmExecutor {
             // A bump of the shared epoch reaches every guest: each checks
             // whether it is its own stop, pause or timeout.
             let interrupt = options.interrupt.clone().unwrap_or_default();
-            let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
             store.epoch_deadline_callback(move |_| {
                 let signalled = interrupt.checkpoint().is_some();
                 if signalled || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -615,6 +611,12 @@ impl WasmExecutor {
             });
         } else {
             store.epoch_deadline_trap();
+        }
+        // Only now that the deadline counts from the current epoch: a
+        // stop or pause asked for before bumps it (else it would be lost
+        // in an epoch the deadline already counts from).
+        if let Some(i) = &options.interrupt {
+            i.attach(store.engine());
         }
         if let Some(f) = options.fuel {
             store
