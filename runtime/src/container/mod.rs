@@ -713,10 +713,6 @@ impl Containers {
                 &staging.join("config.json"),
                 &serde_json::to_vec_pretty(&container).expect("serialisable"),
             )?;
-            write_durable(
-                &staging.join("state.json"),
-                &serde_json::to_vec(&container.state).expect("serialisable"),
-            )?;
             fs_err::File::create(staging.join("log.json"))?;
             // Where attached clients' input and a terminal's new sizes
             // reach the monitor.
@@ -949,7 +945,7 @@ impl Containers {
         }
         let id = self.resolve(what)?;
         // One rename of a container at a time.
-        let _lock = StoreLock::exclusive(&self.dir(&id).join("state.lock"))?;
+        let _lock = StoreLock::exclusive_dir(&self.dir(&id))?;
         let mut c = self.load_config(&id)?;
         if c.name == new_name {
             return Err(ContainerError::Invalid(format!(
@@ -962,6 +958,7 @@ impl Containers {
         let recorded = write_atomic(
             &self.dir(&id).join("config.json"),
             &serde_json::to_vec_pretty(&c).expect("serialisable"),
+            true,
         );
         let release = if recorded.is_ok() { &old } else { new_name };
         let path = self.dir.join(".names").join(release);
@@ -974,13 +971,26 @@ impl Containers {
         recorded
     }
 
+    /// The recorded state: none yet is a container never started; one
+    /// that cannot be read (a host that went down while it was replaced:
+    /// state records are not synced) is a dead container that says so.
     fn read_state(&self, id: &str) -> Result<State> {
-        match std::fs::read(self.dir(id).join("state.json")) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                ContainerError::Invalid(format!("container {id}: corrupt state.json: {e}"))
-            }),
+        let dir = self.dir(id);
+        match std::fs::read(dir.join("state.json")) {
+            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_else(|e| State {
+                status: Status::Dead,
+                exit_code: 255,
+                error: format!(
+                    "its state.json could not be read ({e}): the host may have gone down while it was written"
+                ),
+                ..State::default()
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(ContainerError::NotFound(id.to_owned()))
+                if dir.join("config.json").exists() {
+                    Ok(State::default())
+                } else {
+                    Err(ContainerError::NotFound(id.to_owned()))
+                }
             }
             Err(e) => Err(e.into()),
         }
@@ -1019,14 +1029,14 @@ impl Containers {
         )
     }
 
-    /// Changes the state of `id` under its state lock; returns the new
+    /// Changes the state of `id` under a lock of its directory; returns the new
     /// state. A change that changes nothing writes nothing.
     pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut State)) -> Result<State> {
         let dir = self.dir(id);
         if !dir.exists() {
             return Err(ContainerError::NotFound(id.to_owned()));
         }
-        let _lock = StoreLock::exclusive(&dir.join("state.lock"))?;
+        let _lock = StoreLock::exclusive_dir(&dir)?;
         let mut state = self.read_state(id)?;
         let before = state.clone();
         change(&mut state);
@@ -1036,6 +1046,7 @@ impl Containers {
         write_atomic(
             &dir.join("state.json"),
             &serde_json::to_vec(&state).expect("serialisable"),
+            false,
         )?;
         self.record_change(id, &before, &state);
         Ok(state)
@@ -1834,12 +1845,17 @@ fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Replaces `path` with `bytes`: temp file beside it, fsync, rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces `path` with `bytes`: temp file beside it, rename. Readers,
+/// and a crash of any process, see the old or the new content, never a
+/// mix. `sync`: the new content is on the disk before the rename (for a
+/// host crash); state records are not synced (see `read_state`).
+fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().expect("a file in a directory");
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
+    if sync {
+        tmp.as_file().sync_data()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -1871,6 +1887,43 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_state_is_created_and_an_unreadable_one_dead() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let cs = Containers::open(&store).unwrap();
+        let id = "cd56".repeat(16);
+        let c = Container {
+            id: id.clone(),
+            name: "lost".into(),
+            created: now_ns(),
+            config: ContainerConfig::default(),
+            state: State::default(),
+        };
+        cs.claim_name("lost", &id).unwrap();
+        fs_err::create_dir(cs.dir(&id)).unwrap();
+        write_atomic(
+            &cs.dir(&id).join("config.json"),
+            &serde_json::to_vec(&c).unwrap(),
+            true,
+        )
+        .unwrap();
+        // Never started: no state record yet.
+        assert_eq!(cs.get("lost").unwrap().state.status, Status::Created);
+        // What a host crash in the middle of a replacement can leave.
+        fs_err::write(cs.dir(&id).join("state.json"), b"").unwrap();
+        let state = cs.get("lost").unwrap().state;
+        assert_eq!((state.status, state.exit_code), (Status::Dead, 255));
+        assert!(
+            state.error.contains("state.json could not be read"),
+            "{}",
+            state.error
+        );
+        // Such a container can still be removed.
+        cs.remove("lost", false).unwrap();
+        assert!(matches!(cs.get("lost"), Err(ContainerError::NotFound(_))));
+    }
+
+    #[test]
     fn names_ids_and_prefixes_resolve() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
@@ -1889,9 +1942,9 @@ mod tests {
             write_atomic(
                 &cs.dir(&id).join("config.json"),
                 &serde_json::to_vec(&c).unwrap(),
+                true,
             )
             .unwrap();
-            write_atomic(&cs.dir(&id).join("state.json"), b"{}").unwrap();
         }
         assert_eq!(cs.resolve("/one").unwrap(), "ab12".repeat(16));
         assert_eq!(cs.resolve("ab3").unwrap(), "ab34".repeat(16));

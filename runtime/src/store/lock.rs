@@ -62,10 +62,20 @@ impl StoreLock {
 
     /// Takes a shared lock on an existing directory (a snapshot in use).
     pub fn shared_dir(dir: &Path) -> io::Result<StoreLock> {
+        Self::take_dir(dir, FlockOperation::LockShared)
+    }
+
+    /// Waits for and takes an exclusive lock on the directory `dir`
+    /// itself (no lock file to create).
+    pub fn exclusive_dir(dir: &Path) -> io::Result<StoreLock> {
+        Self::take_dir(dir, FlockOperation::LockExclusive)
+    }
+
+    fn take_dir(dir: &Path, op: FlockOperation) -> io::Result<StoreLock> {
         let file = File::open(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         loop {
-            match flock(&file, FlockOperation::LockShared) {
+            match flock(&file, op) {
                 Ok(()) => return Ok(StoreLock { _file: file }),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(io::Error::other(format!("lock {}: {e}", dir.display()))),
