@@ -674,10 +674,10 @@ impl Containers {
         config.stop_signal()?;
         config.log_rotation()?;
         let id = random_id()?;
-        // The store lock is held until the container's directory is in
-        // place, so a prune's sweep of leases without a container never
-        // sees this one early.
-        self.store.lease(&lease_holder(&id), &manifest)?;
+        // The record is the container's lease on its image (it names the
+        // manifest: `Store::leases`). The store lock is held until the
+        // container's directory is in place, so no collection runs between
+        // the lookup and then.
         let named = match name {
             Some(n) => {
                 let n = n.trim_start_matches('/');
@@ -689,13 +689,7 @@ impl Containers {
             }
             None => self.generated_name(&id),
         };
-        let name = match named {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = self.store.release(&lease_holder(&id));
-                return Err(e);
-            }
-        };
+        let name = named?;
         let container = Container {
             id: id.clone(),
             name: name.clone(),
@@ -738,7 +732,6 @@ impl Containers {
         if let Err(e) = made {
             let _ = fs_err::remove_dir_all(self.dir.join(format!(".new-{id}")));
             let _ = fs_err::remove_file(self.dir.join(".names").join(&name));
-            let _ = self.store.release(&lease_holder(&id));
             return Err(e);
         }
         drop(store_lock);
@@ -1404,6 +1397,8 @@ impl Containers {
             _ => {}
         }
         self.record(c, "destroy", &[]);
+        // The lease file of a container made before its record was its
+        // lease.
         self.store.release(&lease_holder(&c.id))?;
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! ROOT/wharf/modules/<module hex>/<engine>.cwasm  compiled-module cache
 //! ROOT/wharf/build-cache/<key hex>.json           build step cache
 //! ROOT/wharf/leases/<holder>                      images kept for a holder
+//! ROOT/wharf/containers/<id>/config.json          a container's record (a lease too)
 //! ```
 //!
 //! Writes are crash-safe: every file is written to `wharf/tmp`, fsynced,
@@ -447,12 +448,19 @@ impl Store {
         }
     }
 
-    /// Every lease: holder and leased root.
+    /// Every lease: holder and leased root. Besides the files of
+    /// [`Store::lease`], every container is a lease (`container-<id>`) on
+    /// the manifest its record names: `wharf/containers/<id>/config.json`
+    /// is written (synced) at its creation under the shared store lock and
+    /// goes with it, so it needs no file of its own.
     pub fn leases(&self) -> Result<Vec<(String, Digest)>> {
-        let mut out = Vec::new();
+        let mut out = self.container_leases()?;
         let rd = match fs_err::read_dir(self.meta_dir().join("leases")) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                out.sort();
+                return Ok(out);
+            }
             Err(e) => return Err(e.into()),
         };
         for entry in rd {
@@ -469,9 +477,63 @@ impl Store {
                     path: entry.path(),
                     reason: e.to_string(),
                 })?;
-            out.push((holder, digest));
+            if !out.iter().any(|(h, _)| *h == holder) {
+                out.push((holder, digest));
+            }
         }
         out.sort();
+        Ok(out)
+    }
+
+    /// The leases containers hold through their records (see
+    /// [`Store::leases`]). A record removed meanwhile holds none.
+    fn container_leases(&self) -> Result<Vec<(String, Digest)>> {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            config: RecordConfig,
+        }
+        #[derive(serde::Deserialize)]
+        struct RecordConfig {
+            #[serde(default)]
+            manifest: String,
+        }
+        let mut out = Vec::new();
+        let rd = match fs_err::read_dir(self.meta_dir().join("containers")) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in rd {
+            let entry = entry?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            // Staging and removal directories, the names.
+            if id.starts_with('.') {
+                continue;
+            }
+            let path = entry.path().join("config.json");
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())).into())
+                }
+            };
+            let bad = |reason: String| StoreError::BadMetadata {
+                path: path.clone(),
+                reason,
+            };
+            let record: Record = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            // Containers made before records named their manifest.
+            if record.config.manifest.is_empty() {
+                continue;
+            }
+            let digest = record
+                .config
+                .manifest
+                .parse::<Digest>()
+                .map_err(|e| bad(e.to_string()))?;
+            out.push((format!("container-{id}"), digest));
+        }
         Ok(out)
     }
 

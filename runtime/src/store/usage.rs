@@ -271,6 +271,36 @@ mod tests {
     }
 
     #[test]
+    fn a_container_record_is_a_lease_on_its_manifest() {
+        let (dir, store, [named, leased, dangling]) = three_images();
+        let containers = dir.path().join("wharf/containers");
+        let record = |id: &str, manifest: &str| {
+            let d = containers.join(id);
+            std::fs::create_dir_all(&d).unwrap();
+            let json = format!(r#"{{"id":"{id}","config":{{"manifest":"{manifest}"}}}}"#);
+            std::fs::write(d.join("config.json"), json).unwrap();
+        };
+        record("c2", &dangling.to_string());
+        // Being made or being removed: no lease.
+        record(".new-c3", &named.to_string());
+        record(".removing-c4", &named.to_string());
+        let leases = store.leases().unwrap();
+        assert_eq!(
+            leases,
+            vec![
+                ("c1".to_owned(), leased.clone()),
+                ("container-c2".to_owned(), dangling.clone())
+            ]
+        );
+        let pruned = store.prune_images(true).unwrap();
+        assert_eq!(pruned.images, vec!["named:latest".to_owned()]);
+        assert!(store.has_blob(&dangling), "the container's image stays");
+        std::fs::remove_dir_all(containers.join("c2")).unwrap();
+        store.prune_images(true).unwrap();
+        assert!(!store.has_blob(&dangling), "and goes with the container");
+    }
+
+    #[test]
     fn lease_holders_are_plain_names() {
         let (_dir, store, [named, ..]) = three_images();
         for bad in ["", ".hidden", "../x", "a/b"] {
