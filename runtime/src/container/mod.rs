@@ -1881,27 +1881,32 @@ mod tests {
         assert!(valid_name("web-1.a_b") && !valid_name("-x") && !valid_name("a/b"));
     }
 
+    /// A container record made by hand (creation needs an image).
+    fn made_by_hand(cs: &Containers, id: &str, name: &str) {
+        let c = Container {
+            id: id.to_owned(),
+            name: name.into(),
+            created: now_ns(),
+            config: ContainerConfig::default(),
+            state: State::default(),
+        };
+        cs.claim_name(name, id).unwrap();
+        fs_err::create_dir(cs.dir(id)).unwrap();
+        write_atomic(
+            &cs.dir(id).join("config.json"),
+            &serde_json::to_vec(&c).unwrap(),
+            true,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn a_missing_state_is_created_and_an_unreadable_one_dead() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
         let cs = Containers::open(&store).unwrap();
         let id = "cd56".repeat(16);
-        let c = Container {
-            id: id.clone(),
-            name: "lost".into(),
-            created: now_ns(),
-            config: ContainerConfig::default(),
-            state: State::default(),
-        };
-        cs.claim_name("lost", &id).unwrap();
-        fs_err::create_dir(cs.dir(&id)).unwrap();
-        write_atomic(
-            &cs.dir(&id).join("config.json"),
-            &serde_json::to_vec(&c).unwrap(),
-            true,
-        )
-        .unwrap();
+        made_by_hand(&cs, &id, "lost");
         // Never started: no state record yet.
         assert_eq!(cs.get("lost").unwrap().state.status, Status::Created);
         // What a host crash in the middle of a replacement can leave.
@@ -1923,23 +1928,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
         let cs = Containers::open(&store).unwrap();
-        // Containers made by hand: creation needs an image.
         for (id, name) in [("ab12".repeat(16), "one"), ("ab34".repeat(16), "two")] {
-            let c = Container {
-                id: id.clone(),
-                name: name.into(),
-                created: now_ns(),
-                config: ContainerConfig::default(),
-                state: State::default(),
-            };
-            cs.claim_name(name, &id).unwrap();
-            fs_err::create_dir(cs.dir(&id)).unwrap();
-            write_atomic(
-                &cs.dir(&id).join("config.json"),
-                &serde_json::to_vec(&c).unwrap(),
-                true,
-            )
-            .unwrap();
+            made_by_hand(&cs, &id, name);
         }
         assert_eq!(cs.resolve("/one").unwrap(), "ab12".repeat(16));
         assert_eq!(cs.resolve("ab3").unwrap(), "ab34".repeat(16));
