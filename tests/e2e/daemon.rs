@@ -1069,7 +1069,11 @@ fn containers_outlive_a_killed_daemon() {
         "0",
         "50",
     ]);
-    for name in ["survivor", "monitored"] {
+    // And one that sleeps in a host call for ten minutes.
+    d.docker_ok(&[
+        "run", "-d", "--name", "sleeper", "probe", "tick", "0", "600000",
+    ]);
+    for name in ["survivor", "monitored", "sleeper"] {
         eventually("a tick", || d.docker_ok(&["logs", name]).contains("tick 1"));
     }
     let pid = |d: &Daemon, name: &str| -> u32 {
@@ -1118,8 +1122,11 @@ fn containers_outlive_a_killed_daemon() {
     assert_eq!(d.docker_ok(&["wait", "survivor"]).trim(), "143");
     d.docker_ok(&["stop", "monitored"]);
     assert_eq!(d.docker_ok(&["wait", "monitored"]).trim(), "143");
+    d.docker_ok(&["stop", "sleeper"]);
+    assert_eq!(d.docker_ok(&["wait", "sleeper"]).trim(), "143");
     // A host whose daemon died takes no more guests and ends with its
-    // last one.
+    // last one (a guest still in its sleep, its exit recorded, no longer
+    // counts).
     eventually("the orphaned guest host to end", || !alive(host));
     assert!(
         !env.root

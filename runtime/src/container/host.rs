@@ -175,7 +175,7 @@ impl Host {
     }
 
     /// Answers control requests, one connection after another.
-    fn serve(&self, listener: UnixListener) {
+    fn serve(self: &Arc<Host>, listener: UnixListener) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             // A client that sends nothing does not hold up the others.
@@ -193,7 +193,7 @@ impl Host {
         }
     }
 
-    fn control(&self, line: &str) -> std::result::Result<(), String> {
+    fn control(self: &Arc<Host>, line: &str) -> std::result::Result<(), String> {
         let words: Vec<&str> = line.split(' ').collect();
         let guest = |id: &str| {
             self.guests()
@@ -213,15 +213,18 @@ impl Host {
                 g.interrupt.signal(signal);
                 // A guest blocked in a host call sees the interruption
                 // only when the call returns: its exit is recorded
-                // without it, and the thread is left to end on its own.
-                let cs = self.cs.clone();
+                // without it, and the thread is left to end on its own,
+                // no longer one of the guests (a host whose daemon is gone
+                // ends without waiting for it, as a monitor would).
+                let host = self.clone();
                 let stuck = g.clone();
                 let id = id.to_owned();
                 let _ = std::thread::Builder::new()
                     .stack_size(64 << 10)
                     .spawn(move || {
                         std::thread::sleep(FORCED_EXIT_AFTER);
-                        stuck.record_end(&cs, &id, Ok(exec::Exit::Signal(signal)), true);
+                        stuck.record_end(&host.cs, &id, Ok(exec::Exit::Signal(signal)), true);
+                        host.forget(&id, &stuck);
                     });
                 Ok(())
             }
