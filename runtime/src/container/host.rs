@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::logs::{LogWriter, MAX_ENTRY};
-use super::monitor::FORCED_EXIT_AFTER;
+use super::monitor::{self, FORCED_EXIT_AFTER};
 use super::{now_ns, Container, ContainerConfig, ContainerError, Containers, RestartPolicy};
 use super::{Result, Status};
 use crate::exec::{self, Interrupt};
@@ -91,7 +91,7 @@ pub fn run_guest_host(store: &Store) -> Result<()> {
     let socket = super::server::take_stdin()?;
     let host = Arc::new(Host {
         cs: Containers::open(store)?,
-        engines: Arc::default(),
+        executor: exec::WasmExecutor::sharing(store.clone(), Arc::default()),
         guests: Mutex::default(),
         idle: Condvar::new(),
     });
@@ -135,7 +135,8 @@ pub fn run_guest_host(store: &Store) -> Result<()> {
 
 struct Host {
     cs: Containers,
-    engines: Arc<exec::wasm::Engines>,
+    /// Runs every guest, on shared engines and compiled code.
+    executor: exec::WasmExecutor,
     /// The running guests, by container id.
     guests: Mutex<HashMap<String, Arc<Guest>>>,
     /// Notified when a guest leaves `guests`.
@@ -207,7 +208,7 @@ impl Host {
                 let g = guest(id)?;
                 // What a monitor process ends its guest on; others (as
                 // SIGWINCH) a guest could not act on.
-                if signal != libc::SIGKILL && !super::monitor::HANDLED.contains(&signal) {
+                if signal != libc::SIGKILL && !monitor::HANDLED.contains(&signal) {
                     return Ok(());
                 }
                 g.interrupt.signal(signal);
@@ -247,42 +248,30 @@ impl Host {
         let answer = |line: &str| {
             let _ = writeln!(std::fs::File::from(handshake), "{line}");
         };
-        let guest = match self.begin(id) {
-            Ok(g) => g,
+        let Begun {
+            guest,
+            prepared,
+            options,
+        } = match self.begin(id) {
+            Ok(b) => b,
             Err((code, e)) => return answer(&format!("error {code} {e}")),
         };
-        let (guest, prepared, mut options) = guest;
-        let lines = guest
-            .end
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|e| e.lines.clone());
         answer("running");
-        if let Some(lines) = lines {
-            options.interrupt = Some(guest.interrupt.clone());
-            options.output = Some(exec::Output {
-                stdout: sink(&lines[0]),
-                stderr: sink(&lines[1]),
-            });
-            let executor =
-                exec::WasmExecutor::sharing(self.cs.store().clone(), self.engines.clone());
-            // A panic in this thread must not leave the container running
-            // with its locks held for the host's life.
-            let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                executor.run(
-                    &prepared.module,
-                    &prepared.argv,
-                    &prepared.env,
-                    &prepared.sandbox,
-                    &options,
-                )
-            }))
-            .unwrap_or_else(|_| Err(exec::RunError::Engine("the guest's thread panicked".into())))
-            .map(|o| o.exit)
-            .map_err(ContainerError::from);
-            guest.record_end(&self.cs, id, exit, false);
-        }
+        // A panic in this thread must not leave the container running
+        // with its locks held for the host's life.
+        let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.executor.run(
+                &prepared.module,
+                &prepared.argv,
+                &prepared.env,
+                &prepared.sandbox,
+                &options,
+            )
+        }))
+        .unwrap_or_else(|_| Err(exec::RunError::Engine("the guest's thread panicked".into())))
+        .map(|o| o.exit)
+        .map_err(ContainerError::from);
+        guest.record_end(&self.cs, id, exit, false);
         self.forget(id, &guest);
     }
 
@@ -296,14 +285,10 @@ impl Host {
         self.idle.notify_all();
     }
 
-    /// Takes the container's locks, prepares its run and records it
-    /// running; on failure, Docker's exit code and why.
-    #[allow(clippy::type_complexity)]
-    fn begin(
-        self: &Arc<Host>,
-        id: &str,
-    ) -> std::result::Result<(Arc<Guest>, exec::Prepared, exec::RunOptions), (i32, ContainerError)>
-    {
+    /// Takes the container's locks, prepares its run (its output going to
+    /// its log, its interrupt the guest's) and records it running; on
+    /// failure, Docker's exit code and why.
+    fn begin(&self, id: &str) -> std::result::Result<Begun, (i32, ContainerError)> {
         let cs = &self.cs;
         let wharf = |e: ContainerError| (exec::EXIT_WHARF_ERROR, e);
         let id = cs.resolve(id).map_err(wharf)?;
@@ -315,16 +300,14 @@ impl Host {
         let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation().map_err(wharf)?)
             .map_err(|e| wharf(e.into()))?;
         let run_lock = StoreLock::exclusive(&dir.join("run.lock")).map_err(|e| wharf(e.into()))?;
-        let prepared = (|| {
-            let image = cs.image_of(&c)?;
-            let options = c.config.run_options()?;
-            let p = exec::prepare_image(cs.store(), &c.config.image, &image, &options)?;
-            Ok::<_, ContainerError>((p, options))
-        })();
-        let (prepared, options) = match prepared {
-            Ok(p) => p,
+        let (prepared, mut options) = match monitor::prepare(cs, &c) {
+            Ok(monitor::Prepared::Wasm(p, options)) => (*p, options),
+            Ok(monitor::Prepared::Linux(..)) => {
+                let e = ContainerError::Invalid(format!("{id} is not a wasm container"));
+                return Err(wharf(e));
+            }
             Err(e) => {
-                let code = super::monitor::error_code(&e);
+                let code = monitor::error_code(&e);
                 let _ = cs.update(&id, |s| {
                     s.status = Status::Exited;
                     s.pid = 0;
@@ -338,15 +321,21 @@ impl Host {
                 return Err((code, e));
             }
         };
+        let lines = [Lines::new(&log, "stdout"), Lines::new(&log, "stderr")];
         let guest = Arc::new(Guest {
             interrupt: Interrupt::new(),
             end: Mutex::new(Some(End {
                 c,
-                log: log.clone(),
-                lines: [Lines::new(&log, "stdout"), Lines::new(&log, "stderr")],
+                log,
+                lines: lines.clone(),
                 run_lock,
                 alive,
             })),
+        });
+        options.interrupt = Some(guest.interrupt.clone());
+        options.output = Some(exec::Output {
+            stdout: sink(&lines[0]),
+            stderr: sink(&lines[1]),
         });
         self.guests().insert(id.clone(), guest.clone());
         let marked = cs.update(&id, |s| {
@@ -365,8 +354,19 @@ impl Host {
             self.forget(&id, &guest);
             return Err(wharf(e));
         }
-        Ok((guest, prepared, options))
+        Ok(Begun {
+            guest,
+            prepared,
+            options,
+        })
     }
+}
+
+/// A container about to run.
+struct Begun {
+    guest: Arc<Guest>,
+    prepared: exec::Prepared,
+    options: exec::RunOptions,
 }
 
 impl Guest {
@@ -387,28 +387,13 @@ impl Guest {
         for l in &end.lines {
             l.finish();
         }
-        let (code, error) = match exit {
-            Ok(exit) => {
-                if let (Some(m), false) = (exit.message(), matches!(exit, exec::Exit::Signal(_))) {
-                    let _ = end.log.write("stderr", format!("wharf: {m}\n").as_bytes());
-                }
-                (exit.code(), String::new())
-            }
-            Err(e) => {
-                let _ = end.log.write("stderr", format!("wharf: {e}\n").as_bytes());
-                (super::monitor::error_code(&e), e.to_string())
-            }
-        };
+        if let Err(e) = &exit {
+            let _ = end.log.write("stderr", format!("wharf: {e}\n").as_bytes());
+        }
+        let (code, error) = monitor::outcome(&exit, &end.log);
         let _ = cs.update(id, |s| {
-            s.status = Status::Exited;
-            s.pid = 0;
-            s.hosted = false;
-            s.exit_code = code;
-            s.finished_at = now_ns();
+            monitor::exited(s, code, error);
             s.stop_requested |= forced;
-            if !error.is_empty() && s.error.is_empty() {
-                s.error = error;
-            }
         });
         drop(end.run_lock);
         if end.c.config.auto_remove {

@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::logs::{Framing, LogWriter};
-use super::{now_ns, Container, ContainerError, Containers, Result, Status};
+use super::{now_ns, Container, ContainerError, Containers, Result, State, Status};
 use crate::exec::{self, Interrupt};
 use crate::store::{Store, StoreLock};
 
@@ -261,24 +261,8 @@ impl Run<'_> {
             (_, Err(e)) => return self.failed(started, e, run_lock),
         };
         let result = self.execute(prepared, started);
-        let (code, error) = match result {
-            Ok(exit) => {
-                if let (Some(m), false) = (exit.message(), matches!(exit, exec::Exit::Signal(_))) {
-                    let _ = self.log.write("stderr", format!("wharf: {m}\n").as_bytes());
-                }
-                (exit.code(), String::new())
-            }
-            Err(e) => (error_code(&e), e.to_string()),
-        };
-        let _ = self.cs.update(id, |s| {
-            s.status = Status::Exited;
-            s.pid = 0;
-            s.exit_code = code;
-            s.finished_at = now_ns();
-            if !error.is_empty() && s.error.is_empty() {
-                s.error = error;
-            }
-        });
+        let (code, error) = outcome(&result, self.log);
+        let _ = self.cs.update(id, |s| exited(s, code, error));
         drop(run_lock);
         code
     }
@@ -299,16 +283,7 @@ impl Run<'_> {
     }
 
     fn prepare(&self) -> Result<Prepared> {
-        let store = self.cs.store();
-        let config = &self.c.config;
-        let image = self.cs.image_of(self.c)?;
-        let options = config.run_options()?;
-        if image.is_wasm() {
-            let p = exec::prepare_image(store, &config.image, &image, &options)?;
-            Ok(Prepared::Wasm(Box::new(p), options))
-        } else {
-            Ok(Prepared::Linux(Box::new(image), options))
-        }
+        prepare(self.cs, self.c)
     }
 
     /// Runs the prepared container with its output going to the log.
@@ -565,9 +540,53 @@ impl Console {
     }
 }
 
-enum Prepared {
+pub(super) enum Prepared {
     Wasm(Box<exec::Prepared>, exec::RunOptions),
     Linux(Box<crate::image::Image>, exec::RunOptions),
+}
+
+/// Everything that can fail before container `c` runs (the image is
+/// gone, bad options, a missing module), done: what a run needs.
+pub(super) fn prepare(cs: &Containers, c: &Container) -> Result<Prepared> {
+    let config = &c.config;
+    let image = cs.image_of(c)?;
+    let options = config.run_options()?;
+    if image.is_wasm() {
+        let p = exec::prepare_image(cs.store(), &config.image, &image, &options)?;
+        Ok(Prepared::Wasm(Box::new(p), options))
+    } else {
+        Ok(Prepared::Linux(Box::new(image), options))
+    }
+}
+
+/// The exit code and error a run's end records; how a guest was stopped
+/// (a trap, a limit; not a signal) is written to the log.
+pub(super) fn outcome(
+    result: &std::result::Result<exec::Exit, ContainerError>,
+    log: &LogWriter,
+) -> (i32, String) {
+    match result {
+        Ok(exit) => {
+            if let (Some(m), false) = (exit.message(), matches!(exit, exec::Exit::Signal(_))) {
+                let _ = log.write("stderr", format!("wharf: {m}\n").as_bytes());
+            }
+            (exit.code(), String::new())
+        }
+        Err(e) => (error_code(e), e.to_string()),
+    }
+}
+
+/// A run's end in the state: exited with `code`, run by no one, and
+/// `error` unless an error is recorded already.
+pub(super) fn exited(s: &mut State, code: i32, error: String) {
+    s.status = Status::Exited;
+    s.pid = 0;
+    s.hosted = false;
+    s.exit_code = code;
+    s.finished_at = now_ns();
+    if !error.is_empty() && s.error.is_empty() {
+        s.error = error;
+    }
 }
 
 /// The exit code recorded for a container that failed to start.
