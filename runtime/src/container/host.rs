@@ -113,7 +113,8 @@ pub fn run_guest_host(store: &Store) -> Result<()> {
                 break;
             }
         };
-        let Some((id, handshake, _stderr)) = request else {
+        // (Its errors go to the handshake: no early-error file needed.)
+        let Some(super::server::Request { id, handshake, .. }) = request else {
             continue;
         };
         let host = host.clone();

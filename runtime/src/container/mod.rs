@@ -534,11 +534,7 @@ impl Containers {
     /// `Containers`. Should the server fail or go away, starts execute the
     /// program as before.
     pub fn with_monitor_server(mut self) -> Result<Containers> {
-        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
-        self.server = Some(std::sync::Arc::new(server::MonitorServer::start(
-            monitor,
-            "monitor-server",
-        )?));
+        self.server = Some(self.start_helper("monitor-server")?);
         Ok(self)
     }
 
@@ -549,12 +545,17 @@ impl Containers {
     /// `Containers` is gone and its guests have ended. Should it fail or
     /// go away, those containers get monitors as the others do.
     pub fn with_guest_host(mut self) -> Result<Containers> {
-        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
-        self.host = Some(std::sync::Arc::new(server::MonitorServer::start(
-            monitor,
-            "guest-host",
-        )?));
+        self.host = Some(self.start_helper("guest-host")?);
         Ok(self)
+    }
+
+    /// Starts `subcommand` of the monitor program as a helper that takes
+    /// start requests ([`server::MonitorServer`]).
+    fn start_helper(&self, subcommand: &str) -> Result<std::sync::Arc<server::MonitorServer>> {
+        let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
+        Ok(std::sync::Arc::new(server::MonitorServer::start(
+            monitor, subcommand,
+        )?))
     }
 
     /// The store the containers' images come from.
@@ -1026,10 +1027,12 @@ impl Containers {
     /// state. A change that changes nothing writes nothing.
     pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut State)) -> Result<State> {
         let dir = self.dir(id);
-        if !dir.exists() {
-            return Err(ContainerError::NotFound(id.to_owned()));
-        }
-        let _lock = StoreLock::exclusive_dir(&dir)?;
+        let _lock = match StoreLock::exclusive_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_owned()))
+            }
+            lock => lock?,
+        };
         let mut state = self.read_state(id)?;
         let before = state.clone();
         change(&mut state);

@@ -135,7 +135,12 @@ pub fn run_monitor_server(store: &Store) -> Result<()> {
             // The host closed its end.
             return Ok(());
         };
-        let Some((id, handshake, stderr)) = request else {
+        let Some(Request {
+            id,
+            handshake,
+            stderr,
+        }) = request
+        else {
             continue;
         };
         if fork()?.is_none() {
@@ -155,13 +160,20 @@ pub(super) fn take_stdin() -> io::Result<OwnedFd> {
     Ok(socket)
 }
 
-/// A start request as [`MonitorServer::spawn`] sends it: the container
-/// id, the handshake pipe and the file for early errors. None when the
-/// host closed its end; Some(None) for a datagram that is not a request
-/// of ours (its descriptors, if any, close, and whoever sent it hears
-/// end-of-file on its handshake).
-#[allow(clippy::type_complexity)]
-pub(super) fn receive(socket: &OwnedFd) -> io::Result<Option<Option<(String, OwnedFd, OwnedFd)>>> {
+/// A start request as [`MonitorServer::spawn`] sends it.
+pub(super) struct Request {
+    /// The container.
+    pub(super) id: String,
+    /// Where the monitor says whether the container started.
+    pub(super) handshake: OwnedFd,
+    /// Where its early errors go.
+    pub(super) stderr: OwnedFd,
+}
+
+/// The next start request. None when the host closed its end; Some(None)
+/// for a datagram that is not a request of ours (its descriptors, if any,
+/// close, and whoever sent it hears end-of-file on its handshake).
+pub(super) fn receive(socket: &OwnedFd) -> io::Result<Option<Option<Request>>> {
     let mut id = [0u8; 256];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -191,7 +203,11 @@ pub(super) fn receive(socket: &OwnedFd) -> io::Result<Option<Option<(String, Own
             std::str::from_utf8(&id[..got.bytes]),
             <[OwnedFd; 2]>::try_from(fds),
         ) {
-            (Ok(id), Ok([handshake, stderr])) => Some((id.to_owned(), handshake, stderr)),
+            (Ok(id), Ok([handshake, stderr])) => Some(Request {
+                id: id.to_owned(),
+                handshake,
+                stderr,
+            }),
             _ => None,
         },
     ))
