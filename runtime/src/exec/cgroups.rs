@@ -230,8 +230,15 @@ impl Cgroup {
             match controller {
                 "devices" => {
                     write(&dir.join("devices.deny"), "a")?;
+                    // One rule per write, through one open file.
+                    let allow = dir.join("devices.allow");
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&allow)
+                        .map_err(|e| cgroup_error(&allow, e))?;
                     for rule in ALLOWED_DEVICES {
-                        write(&dir.join("devices.allow"), rule)?;
+                        std::io::Write::write_all(&mut f, rule.as_bytes())
+                            .map_err(|e| cgroup_error(&allow, e))?;
                     }
                 }
                 "memory" => {

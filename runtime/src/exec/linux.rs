@@ -922,12 +922,11 @@ pub fn exec(store: &Store, id: &str, mut options: ExecOptions) -> Result<i32, Ru
                 "a detached exec takes no input and no terminal".into(),
             ));
         }
-        let null = || std::fs::OpenOptions::new().write(true).open("/dev/null");
         if options.stdout.is_none() {
-            options.stdout = Some(null()?);
+            options.stdout = Some(null(true)?.into());
         }
         if options.stderr.is_none() {
-            options.stderr = Some(null()?);
+            options.stderr = Some(null(true)?.into());
         }
     }
     let program = options

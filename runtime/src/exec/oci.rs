@@ -319,12 +319,8 @@ enum Op {
         target: CString,
         attr: u64,
     },
-    /// Sets attributes on the mount at `target`.
-    SetAttr {
-        target: CString,
-        attr: u64,
-        recursive: bool,
-    },
+    /// Makes the mount at `target` read-only (not the mounts under it).
+    RemountReadOnly(CString),
     /// A character device node, mode 0666.
     Mknod { path: CString, dev: libc::dev_t },
     /// A symlink at `link` to `to`.
@@ -887,14 +883,7 @@ impl Plan {
                         ));
                     }
                     if options.flags & libc::MS_RDONLY != 0 {
-                        ops.push((
-                            step,
-                            Op::SetAttr {
-                                target: ctarget,
-                                attr: MOUNT_ATTR_RDONLY,
-                                recursive: false,
-                            },
-                        ));
+                        ops.push((step, Op::RemountReadOnly(ctarget)));
                     }
                     continue;
                 }
@@ -978,14 +967,7 @@ impl Plan {
                 .unwrap_or(false)
             {
                 let step = name("make the rootfs read-only".into());
-                ops.push((
-                    step,
-                    Op::SetAttr {
-                        target: cstring("/", "")?,
-                        attr: MOUNT_ATTR_RDONLY,
-                        recursive: false,
-                    },
-                ));
+                ops.push((step, Op::RemountReadOnly(cstring("/", "")?)));
             }
             let cwd = process.cwd().to_string_lossy().into_owned();
             let step = name(format!("working directory {cwd}"));
@@ -1588,14 +1570,7 @@ unsafe fn run_op(op: &Op, trees: &[RawFd]) -> io::Result<()> {
             check(moved)?;
             libc::close(fd);
         }
-        Op::SetAttr {
-            target,
-            attr,
-            recursive,
-        } => {
-            let flags = if *recursive { libc::AT_RECURSIVE } else { 0 };
-            set_attr(libc::AT_FDCWD, target, flags, *attr)?;
-        }
+        Op::RemountReadOnly(target) => set_attr(libc::AT_FDCWD, target, 0, MOUNT_ATTR_RDONLY)?,
         // In the fresh /dev tmpfs: anything already there is an error.
         Op::Mknod { path, dev } => {
             check(libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev))?;
