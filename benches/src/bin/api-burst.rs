@@ -86,31 +86,6 @@ impl Conn {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The value of `"key":"..."` or `"key":N` in a flat JSON object.
-fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = json[at..].trim_start();
-    if let Some(rest) = rest.strip_prefix('"') {
-        rest.split('"').next()
-    } else {
-        rest.split([',', '}']).next().map(str::trim)
-    }
-}
-
 fn task(conn: &mut Conn, create: &str) -> Result<(), String> {
     let expect = |(status, body): (u16, String), what: &str| {
         if (200..300).contains(&status) {
@@ -120,7 +95,10 @@ fn task(conn: &mut Conn, create: &str) -> Result<(), String> {
         }
     };
     let created = expect(conn.call("POST", "/containers/create", create)?, "create")?;
-    let id = field(&created, "Id")
+    let created: serde_json::Value =
+        serde_json::from_str(&created).map_err(|e| format!("create: {e}: {created}"))?;
+    let id = created["Id"]
+        .as_str()
         .ok_or_else(|| format!("create: no Id in {created}"))?
         .to_owned();
     expect(
@@ -131,7 +109,8 @@ fn task(conn: &mut Conn, create: &str) -> Result<(), String> {
         conn.call("POST", &format!("/containers/{id}/wait"), "")?,
         "wait",
     )?;
-    if field(&waited, "StatusCode") != Some("0") {
+    let code = serde_json::from_str::<serde_json::Value>(&waited).ok();
+    if code.as_ref().and_then(|w| w["StatusCode"].as_i64()) != Some(0) {
         return Err(format!("container {id}: {waited}"));
     }
     expect(
@@ -150,12 +129,7 @@ fn main() {
     let (socket, image) = (&args[0], &args[3]);
     let n: usize = args[1].parse().expect("N is a number");
     let c: usize = args[2].parse().expect("C is a number");
-    let cmd: Vec<String> = args[4..].iter().map(|a| json_string(a)).collect();
-    let create = format!(
-        "{{\"Image\":{},\"Cmd\":[{}]}}",
-        json_string(image),
-        cmd.join(",")
-    );
+    let create = serde_json::json!({ "Image": image, "Cmd": args[4..] }).to_string();
     let left = AtomicUsize::new(n);
     let start = Instant::now();
     let failed = std::thread::scope(|s| {
