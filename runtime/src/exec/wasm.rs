@@ -99,7 +99,8 @@ pub struct WasmExecutor {
 
 /// Engines (one with fuel metering, one without) and the code compiled
 /// for them, shared by every guest a long-lived process runs, so a run
-/// neither builds an engine nor loads compiled code again. Guests on a
+/// neither builds an engine nor loads compiled code again, nor links a
+/// module to WASI again (its imports resolved once: [`Linked`]). Guests on a
 /// shared engine are stopped, paused and timed out each through its own
 /// epoch callback, since an epoch bump reaches every guest of the engine.
 #[derive(Default)]
@@ -109,6 +110,15 @@ pub struct Engines(std::sync::Mutex<[Option<SharedEngine>; 2]>);
 struct SharedEngine {
     engine: Engine,
     compiled: std::collections::HashMap<Digest, Compiled>,
+    linked: std::collections::HashMap<Digest, Linked>,
+}
+
+/// Compiled code with its imports resolved against WASI, ready to be
+/// instantiated in any store of its engine.
+#[derive(Clone)]
+enum Linked {
+    Module(wasmtime::InstancePre<P1Host>),
+    Component(wasmtime_wasi::p2::bindings::sync::CommandPre<P2Host>),
 }
 
 impl std::fmt::Debug for Engines {
@@ -132,6 +142,7 @@ impl Engines {
         *slot = Some(SharedEngine {
             engine: engine.clone(),
             compiled: Default::default(),
+            linked: Default::default(),
         });
         Ok(engine)
     }
@@ -281,6 +292,35 @@ impl WasiView for P2Host {
     }
 }
 
+/// A linker of WASI preview 1 for `engine`.
+fn p1_linker(engine: &Engine) -> Result<Linker<P1Host>, RunError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut P1Host| &mut h.wasi)
+        .map_err(|e| RunError::Engine(e.to_string()))?;
+    Ok(linker)
+}
+
+/// Fails naming every import of `m` that `linker` does not define.
+fn missing_imports(
+    linker: &Linker<P1Host>,
+    store: &mut WasmStore<P1Host>,
+    m: &Module,
+    what: &str,
+) -> Result<(), RunError> {
+    let missing: Vec<String> = m
+        .imports()
+        .filter(|i| linker.get_by_import(&mut *store, i).is_none())
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::MissingImport {
+        what: what.to_owned(),
+        imports: missing.join(", "),
+    })
+}
+
 /// The engine configuration wharf runs guests with. Epoch interruption is
 /// always on (so cached code is shared between runs with and without a
 /// timeout); fuel metering only when asked for, as it slows guests down.
@@ -337,6 +377,29 @@ impl WasmExecutor {
             s.compiled.insert(input.digest().clone(), c.clone());
         }
         Ok(c)
+    }
+
+    /// `digest`'s code linked to WASI by `link`, which runs once per
+    /// shared engine (every run, without shared engines).
+    fn linked(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        link: impl FnOnce() -> Result<Linked, RunError>,
+    ) -> Result<Linked, RunError> {
+        let Some(engines) = &self.engines else {
+            return link();
+        };
+        let cached =
+            Engines::of(&mut engines.slots(), engine).and_then(|s| s.linked.get(digest).cloned());
+        if let Some(l) = cached {
+            return Ok(l);
+        }
+        let l = link()?;
+        if let Some(s) = Engines::of(&mut engines.slots(), engine) {
+            s.linked.insert(digest.clone(), l.clone());
+        }
+        Ok(l)
     }
 
     fn load_or_compile(
@@ -492,37 +555,6 @@ impl WasmExecutor {
                     },
                 );
                 self.prepare_store(&mut store, options, deadline, |h| &mut h.limiter)?;
-                let mut linker: Linker<P1Host> = Linker::new(&engine);
-                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi)
-                    .map_err(|e| RunError::Engine(e.to_string()))?;
-                let shim = if publish.is_empty() {
-                    None
-                } else {
-                    super::p1_sockets::install(&mut linker, &mut store, &m)
-                        .map_err(|e| RunError::Engine(e.to_string()))?;
-                    let wat = super::p1_sockets::shim_wat(&mut store).into_bytes();
-                    let input = ModuleInput::Bytes {
-                        digest: Digest::of(&wat),
-                        bytes: wat,
-                    };
-                    match self.compile(&engine, &input, "the preview 1 socket shim")? {
-                        Compiled::Module(shim) => Some(shim),
-                        Compiled::Component(_) => {
-                            return Err(RunError::Engine("the socket shim is not a module".into()))
-                        }
-                    }
-                };
-                let missing: Vec<String> = m
-                    .imports()
-                    .filter(|i| linker.get_by_import(&mut store, i).is_none())
-                    .map(|i| format!("{}::{}", i.module(), i.name()))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(RunError::MissingImport {
-                        what,
-                        imports: missing.join(", "),
-                    });
-                }
                 // Not a WASI command (nor a reactor): nothing to start.
                 let has =
                     |name: &str| matches!(m.get_export(name), Some(wasmtime::ExternType::Func(_)));
@@ -532,10 +564,47 @@ impl WasmExecutor {
                         reason: "it exports no _start function (not a WASI command)".into(),
                     });
                 }
-                let r = linker.instantiate(&mut store, &m).and_then(|inst| {
-                    if let Some(shim) = &shim {
-                        super::p1_sockets::attach(&mut store, &inst, shim)?;
-                    }
+                let instance = if publish.is_empty() {
+                    let linked = self.linked(&engine, module.digest(), || {
+                        let linker = p1_linker(&engine)?;
+                        missing_imports(&linker, &mut store, &m, &what)?;
+                        let pre =
+                            linker
+                                .instantiate_pre(&m)
+                                .map_err(|e| RunError::MissingImport {
+                                    what: what.clone(),
+                                    imports: error_line(&e),
+                                })?;
+                        Ok(Linked::Module(pre))
+                    })?;
+                    let Linked::Module(pre) = linked else {
+                        return Err(RunError::Engine("linked as a component".into()));
+                    };
+                    pre.instantiate(&mut store)
+                } else {
+                    // Listeners are items of this store: linked for this
+                    // run alone.
+                    let mut linker = p1_linker(&engine)?;
+                    super::p1_sockets::install(&mut linker, &mut store, &m)
+                        .map_err(|e| RunError::Engine(e.to_string()))?;
+                    let wat = super::p1_sockets::shim_wat(&mut store).into_bytes();
+                    let input = ModuleInput::Bytes {
+                        digest: Digest::of(&wat),
+                        bytes: wat,
+                    };
+                    let shim = match self.compile(&engine, &input, "the preview 1 socket shim")? {
+                        Compiled::Module(shim) => shim,
+                        Compiled::Component(_) => {
+                            return Err(RunError::Engine("the socket shim is not a module".into()))
+                        }
+                    };
+                    missing_imports(&linker, &mut store, &m, &what)?;
+                    linker.instantiate(&mut store, &m).and_then(|inst| {
+                        super::p1_sockets::attach(&mut store, &inst, &shim)?;
+                        Ok(inst)
+                    })
+                };
+                let r = instance.and_then(|inst| {
                     match inst.get_typed_func::<(), ()>(&mut store, "_start") {
                         Ok(f) => f.call(&mut store, ()),
                         // A reactor module has nothing to run.
@@ -555,22 +624,32 @@ impl WasmExecutor {
                     },
                 );
                 self.prepare_store(&mut store, options, deadline, |h| &mut h.limiter)?;
-                let mut linker: wasmtime::component::Linker<P2Host> =
-                    wasmtime::component::Linker::new(&engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                    .map_err(|e| RunError::Engine(e.to_string()))?;
-                let pre = linker
-                    .instantiate_pre(&c)
-                    .map_err(|e| RunError::MissingImport {
-                        what: what.clone(),
-                        imports: error_line(&e),
-                    })?;
-                let pre = wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
-                    RunError::InvalidModule {
-                        what: what.clone(),
-                        reason: format!("not a wasi:cli command component: {}", error_line(&e)),
-                    }
+                let linked = self.linked(&engine, module.digest(), || {
+                    let mut linker: wasmtime::component::Linker<P2Host> =
+                        wasmtime::component::Linker::new(&engine);
+                    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                        .map_err(|e| RunError::Engine(e.to_string()))?;
+                    let pre = linker
+                        .instantiate_pre(&c)
+                        .map_err(|e| RunError::MissingImport {
+                            what: what.clone(),
+                            imports: error_line(&e),
+                        })?;
+                    let pre =
+                        wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
+                            RunError::InvalidModule {
+                                what: what.clone(),
+                                reason: format!(
+                                    "not a wasi:cli command component: {}",
+                                    error_line(&e)
+                                ),
+                            }
+                        })?;
+                    Ok(Linked::Component(pre))
                 })?;
+                let Linked::Component(pre) = linked else {
+                    return Err(RunError::Engine("linked as a module".into()));
+                };
                 let r = pre
                     .instantiate(&mut store)
                     .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store))
