@@ -275,6 +275,19 @@ fn logs_rotate_at_max_size_and_keep_max_file_files() {
     ])
     .fails(125, "unknown log option \"compress\"");
     assert_eq!(env.wharf(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
+    // A container that writes nothing has no log file, and empty logs.
+    let silent = run_detached(&env, &["probe", "exit", "0"]);
+    assert_eq!(env.wharf(&["wait", &silent]).ok().stdout.trim(), "0");
+    let dir = env.root.path().join("wharf/containers").join(&silent);
+    // Nor any lock file or leftover: its locks are bytes of its state.
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["config.json", "monitor.log", "state.json"]);
+    assert_eq!(env.wharf(&["logs", &silent]).ok().stdout, "");
+    assert_eq!(env.wharf(&["logs", "-f", &silent]).ok().stdout, "");
 }
 
 #[test]

@@ -132,7 +132,7 @@ pub fn start(store: &Store, a: StartArgs) -> anyhow::Result<i32> {
             anyhow::bail!("start -a takes one container");
         };
         let id = lib(cs.resolve(one))?;
-        let mut reader = logs::LogReader::open(&cs.log_path(&id), true)?;
+        let mut reader = cs.log_reader(&id, true)?;
         lib(cs.start(&id))?;
         return attached(&cs, &id, &mut reader);
     }
@@ -231,7 +231,7 @@ pub fn attach(store: &Store, a: AttachArgs) -> anyhow::Result<i32> {
         );
     }
     // Its output from now on, as docker attach.
-    let mut reader = logs::LogReader::open(&cs.log_path(&c.id), true)?;
+    let mut reader = cs.log_reader(&c.id, true)?;
     let input = c.config.open_stdin && !a.no_stdin;
     session(
         &cs,

@@ -261,12 +261,14 @@ fn run_container(store: &Store, a: Args) -> anyhow::Result<i32> {
     let cs = super::container::containers(store)?;
     let (detach, keys) = (a.detach, a.detach_keys.clone().unwrap_or_default());
     let c = create(store, &cs, a)?;
-    let mut reader = wharf::container::logs::LogReader::open(&cs.log_path(&c.id), false)?;
-    super::lib(cs.start(&c.id))?;
     if detach {
+        super::lib(cs.start(&c.id))?;
         super::say(&c.id)?;
         return Ok(0);
     }
+    // Opened before the start, so no line is missed.
+    let mut reader = cs.log_reader(&c.id, false)?;
+    super::lib(cs.start(&c.id))?;
     super::container::session(&cs, &c, &mut reader, c.config.open_stdin, keys)
 }
 

@@ -2,7 +2,7 @@
 //! containers (the daemon) runs beside it, and that runs plain wasm
 //! containers each on a thread of its own instead of in a monitor
 //! process each (decision 0013). It is their monitor: it holds each
-//! one's `monitor.lock` and `run.lock`, writes its log, records its exit
+//! one's monitor and run locks, writes its log, records its exit
 //! and removes it with `--rm`, exactly as a monitor process does; only
 //! the process is shared. Guests share its engines and compiled code
 //! ([`exec::wasm::Engines`]), so a start costs an instantiation.
@@ -30,9 +30,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::logs::{LogWriter, MAX_ENTRY};
 use super::monitor::{self, FORCED_EXIT_AFTER};
 use super::{now_ns, Container, ContainerConfig, ContainerError, Containers, RestartPolicy};
-use super::{Result, Status};
+use super::{Hold, Result, Status};
 use crate::exec::{self, Interrupt};
-use crate::store::{Store, StoreLock};
+use crate::store::{ByteLock, Store};
 
 /// Whether a container can run in a guest host rather than in a monitor
 /// process of its own: a wasm guest with nothing a monitor process does
@@ -157,8 +157,8 @@ struct End {
     c: Container,
     log: LogWriter,
     lines: [Arc<Lines>; 2],
-    run_lock: StoreLock,
-    alive: StoreLock,
+    run_lock: ByteLock,
+    alive: ByteLock,
 }
 
 impl Host {
@@ -293,14 +293,13 @@ impl Host {
         let cs = &self.cs;
         let wharf = |e: ContainerError| (exec::EXIT_WHARF_ERROR, e);
         let id = cs.resolve(id).map_err(wharf)?;
-        let dir = cs.dir(&id);
-        let alive = StoreLock::try_exclusive(&dir.join("monitor.lock"))
-            .map_err(|e| wharf(e.into()))?
+        let alive = cs
+            .try_hold(&id, Hold::Monitor)
+            .map_err(wharf)?
             .ok_or_else(|| wharf(ContainerError::AlreadyRunning(id.clone())))?;
         let c = cs.load(&id).map_err(wharf)?;
-        let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation().map_err(wharf)?)
-            .map_err(|e| wharf(e.into()))?;
-        let run_lock = StoreLock::exclusive(&dir.join("run.lock")).map_err(|e| wharf(e.into()))?;
+        let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation().map_err(wharf)?);
+        let run_lock = cs.hold(&id, Hold::Run).map_err(wharf)?;
         let (prepared, mut options) = match monitor::prepare(cs, &c) {
             Ok(monitor::Prepared::Wasm(p, options)) => (*p, options),
             Ok(monitor::Prepared::Linux(..)) => {

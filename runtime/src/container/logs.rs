@@ -230,10 +230,11 @@ pub struct LogWriter {
     current: Arc<Mutex<Current>>,
 }
 
-/// The file being appended to, and how full it is.
+/// The file being appended to (opened at the first entry, so a container
+/// that writes nothing has no log file), and how full it is.
 #[derive(Debug)]
 struct Current {
-    file: File,
+    file: Option<File>,
     size: u64,
     path: PathBuf,
     rotation: Rotation,
@@ -268,7 +269,7 @@ impl Current {
             .into_parts()
             .0;
         std::fs::rename(&fresh, &self.path)?;
-        self.file = file;
+        self.file = Some(file);
         self.size = 0;
         Ok(())
     }
@@ -281,7 +282,8 @@ fn remove_if_there(path: &Path) -> io::Result<()> {
     }
 }
 
-fn append_to(path: &Path) -> io::Result<File> {
+/// `path` opened to append, made if it is not there.
+pub(crate) fn append_to(path: &Path) -> io::Result<File> {
     Ok(fs_err::OpenOptions::new()
         .create(true)
         .append(true)
@@ -291,18 +293,17 @@ fn append_to(path: &Path) -> io::Result<File> {
 }
 
 impl LogWriter {
-    /// Opens `path` for appending, rotating it as `rotation` says.
-    pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogWriter> {
-        let file = append_to(path)?;
-        let size = file.metadata()?.len();
-        Ok(LogWriter {
+    /// A writer appending to `path` (made at the first entry, if it is
+    /// not there), rotating it as `rotation` says.
+    pub fn open(path: &Path, rotation: Rotation) -> LogWriter {
+        LogWriter {
             current: Arc::new(Mutex::new(Current {
-                file,
-                size,
+                file: None,
+                size: 0,
                 path: path.to_owned(),
                 rotation,
             })),
-        })
+        }
     }
 
     /// Appends one entry, in a single write (after rotating the file if
@@ -315,13 +316,19 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&entry).expect("serialisable");
         line.push(b'\n');
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let current = &mut *guard;
+        if current.file.is_none() {
+            let file = append_to(&current.path)?;
+            current.size = file.metadata()?.len();
+            current.file = Some(file);
+        }
         if let Some(max) = current.rotation.max_size {
             if current.size > 0 && current.size + line.len() as u64 > max {
                 current.rotate()?;
             }
         }
-        current.file.write_all(&line)?;
+        current.file.as_mut().expect("opened").write_all(&line)?;
         current.size += line.len() as u64;
         Ok(())
     }
@@ -393,8 +400,9 @@ pub type LogReader = JsonLines<Entry>;
 pub struct JsonLines<T> {
     /// The log's current file.
     path: PathBuf,
-    /// The file being read, and its inode.
-    file: io::BufReader<File>,
+    /// The file being read (none before a log's first entry), and its
+    /// inode.
+    file: Option<io::BufReader<File>>,
     inode: u64,
     /// Rotated files still to read after this one, oldest first (the
     /// current file last).
@@ -414,7 +422,21 @@ impl<T: serde::de::DeserializeOwned> JsonLines<T> {
         };
         // The current file first: a rotation meanwhile makes it `.1`,
         // which is then seen as the same inode and not read twice.
-        let (mut current, inode) = open(path)?;
+        let (mut current, inode) = match open(path) {
+            Ok(current) => current,
+            // Nothing written yet.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(JsonLines {
+                    path: path.to_owned(),
+                    file: None,
+                    inode: 0,
+                    next: VecDeque::new(),
+                    partial: Vec::new(),
+                    of: std::marker::PhantomData,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let mut files = VecDeque::new();
         if from_end {
             current.seek(io::SeekFrom::End(0))?;
@@ -434,7 +456,7 @@ impl<T: serde::de::DeserializeOwned> JsonLines<T> {
         let (file, inode) = files.pop_front().expect("the current file");
         Ok(JsonLines {
             path: path.to_owned(),
-            file: io::BufReader::new(file),
+            file: Some(io::BufReader::new(file)),
             inode,
             next: files,
             partial: Vec::new(),
@@ -476,7 +498,7 @@ impl<T: serde::de::DeserializeOwned> JsonLines<T> {
     }
 
     fn switch_to(&mut self, file: File, inode: u64) {
-        self.file = io::BufReader::new(file);
+        self.file = Some(io::BufReader::new(file));
         self.inode = inode;
         // The writer writes whole lines: a file ends with one.
         self.partial.clear();
@@ -484,8 +506,11 @@ impl<T: serde::de::DeserializeOwned> JsonLines<T> {
 
     /// The complete objects left in the file being read.
     fn read_to_end(&mut self, out: &mut Vec<T>) -> io::Result<()> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
         loop {
-            let n = self.file.read_until(b'\n', &mut self.partial)?;
+            let n = file.read_until(b'\n', &mut self.partial)?;
             if n == 0 || self.partial.last() != Some(&b'\n') {
                 return Ok(());
             }
@@ -527,7 +552,7 @@ mod tests {
     fn lines_become_entries_and_read_back_as_they_grow() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.json");
-        let w = LogWriter::open(&path, Rotation::default()).unwrap();
+        let w = LogWriter::open(&path, Rotation::default());
         let mut r = LogReader::open(&path, false).unwrap();
         let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
         let pump = w.pump("stderr", rx, Framing::Lines).unwrap();
@@ -561,7 +586,7 @@ mod tests {
         };
         let rotation = options(&[("max-size", "1k"), ("max-file", "3")]).unwrap();
         assert_eq!(rotation.max_size, Some(1024));
-        let w = LogWriter::open(&path, rotation).unwrap();
+        let w = LogWriter::open(&path, rotation);
         let mut follower = LogReader::open(&path, false).unwrap();
         let mut followed = Vec::new();
         for i in 0..200 {
@@ -593,7 +618,7 @@ mod tests {
         assert_eq!(kept[..], all[200 - kept.len()..]);
         // One file: a full one starts afresh.
         let one = dir.path().join("one.json");
-        let w = LogWriter::open(&one, options(&[("max-size", "100")]).unwrap()).unwrap();
+        let w = LogWriter::open(&one, options(&[("max-size", "100")]).unwrap());
         for i in 0..10 {
             w.write("stdout", format!("{i}\n").as_bytes()).unwrap();
         }

@@ -4,13 +4,14 @@
 //!
 //! Everything about a container lives in `ROOT/wharf/containers/<id>/`:
 //! its configuration (`config.json`, written once), its state
-//! (`state.json`, replaced atomically), its log (`log.json`, JSON lines as
-//! Docker's json-file driver writes them) and two locks. A container runs
-//! inside a monitor process ([`run_monitor`]) started by [`Containers::start`]
-//! from whichever program the host names ([`MonitorCommand`]); the monitor
-//! holds `monitor.lock` for its whole life and `run.lock` while the
-//! container's process runs, so any process can tell, without trusting a
-//! pid, whether a container still runs.
+//! (`state.json`, rewritten in place under a lock) and its log
+//! (`log.json`, JSON lines as Docker's json-file driver writes them, made
+//! at the first line). A container runs inside a monitor process
+//! ([`run_monitor`]) started by [`Containers::start`] from whichever
+//! program the host names ([`MonitorCommand`]); the monitor holds a lock
+//! for its whole life and another while the container's process runs,
+//! both bytes of `state.json` ([`Hold`]), so any process can tell, without
+//! trusting a pid, whether a container still runs.
 
 pub mod docker;
 mod host;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreLock};
+use crate::store::{ByteLock, Store, StoreLock};
 
 pub use host::run_guest_host;
 pub use monitor::run_monitor;
@@ -370,6 +371,26 @@ pub struct State {
     pub hosted: bool,
 }
 
+/// The locks of a container: each is one byte of its `state.json`
+/// ([`ByteLock`]), so a container needs no lock files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Held by its monitor (or guest host) for as long as it owns the
+    /// container: free means nobody will record its exit.
+    Monitor = 0,
+    /// Held by its monitor while the container's process runs; waiters
+    /// take it shared.
+    Run = 1,
+    /// Held while `state.json` is rewritten (shared while it is read), so
+    /// a reader never sees half a record.
+    State = 2,
+}
+
+/// Longest `error` a state record keeps, so that a record stays far
+/// inside one page and its rewrite is a single write a crash of the
+/// writing process cannot tear.
+const MAX_STATE_ERROR: usize = 1024;
+
 impl State {
     /// Paused now: the run that was paused still runs.
     pub fn is_paused(&self) -> bool {
@@ -630,6 +651,21 @@ impl Containers {
         self.dir(id).join("log.json")
     }
 
+    /// A reader of container `id`'s log, from its start or (`from_end`)
+    /// from now on. A log is made at its first line; a reader that comes
+    /// before it (an attached client) makes it, so that the file it holds
+    /// is the one written and survives an `--rm` removal.
+    pub fn log_reader(&self, id: &str, from_end: bool) -> Result<logs::LogReader> {
+        let path = self.log_path(id);
+        match logs::append_to(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_owned()))
+            }
+            made => drop(made?),
+        }
+        Ok(logs::LogReader::open(&path, from_end)?)
+    }
+
     /// Creates a container named `name` (or a generated name) running
     /// `config`. The image must be in the store; `config.image_id`,
     /// `manifest`, `platform` and `wasm` are filled in from it.
@@ -708,7 +744,6 @@ impl Containers {
                 &staging.join("config.json"),
                 &serde_json::to_vec_pretty(&container).expect("serialisable"),
             )?;
-            fs_err::File::create(staging.join("log.json"))?;
             // Where attached clients' input and a terminal's new sizes
             // reach the monitor.
             for (fifo, wanted) in [
@@ -802,8 +837,11 @@ impl Containers {
                         Err(_) => false,
                     };
                 if stale {
-                    fs_err::remove_file(&path)?;
-                    return self.claim_name(name, id);
+                    // (Its remover may let it go first.)
+                    match fs_err::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => return self.claim_name(name, id),
+                    }
                 }
                 Err(ContainerError::NameInUse {
                     name: name.to_owned(),
@@ -952,7 +990,6 @@ impl Containers {
         let recorded = write_atomic(
             &self.dir(&id).join("config.json"),
             &serde_json::to_vec_pretty(&c).expect("serialisable"),
-            true,
         );
         let release = if recorded.is_ok() { &old } else { new_name };
         let path = self.dir.join(".names").join(release);
@@ -965,33 +1002,28 @@ impl Containers {
         recorded
     }
 
-    /// The recorded state: none yet is a container never started; one
-    /// that cannot be read (a host that went down while it was replaced:
-    /// state records are not synced) is a dead container that says so.
+    /// The recorded state: none yet (no `state.json`, or an empty one)
+    /// is a container never started; one that cannot be read (a host that
+    /// went down while it was rewritten: state records are not synced) is
+    /// a dead container that says so.
     fn read_state(&self, id: &str) -> Result<State> {
         let dir = self.dir(id);
-        match std::fs::read(dir.join("state.json")) {
-            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_else(|e| State {
-                status: Status::Dead,
-                exit_code: 255,
-                error: format!(
-                    "its state.json could not be read ({e}): the host may have gone down while it was written"
-                ),
-                ..State::default()
-            })),
+        let file = match std::fs::File::open(dir.join("state.json")) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if dir.join("config.json").exists() {
-                    Ok(State::default())
-                } else {
-                    Err(ContainerError::NotFound(id.to_owned()))
-                }
+                return match dir.join("config.json").exists() {
+                    true => Ok(State::default()),
+                    false => Err(ContainerError::NotFound(id.to_owned())),
+                };
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let lock = ByteLock::shared(file, Hold::State as u64)?;
+        Ok(parse_state(&read_record(lock.file())?))
     }
 
-    /// Reads the state; a "running" state whose monitor no longer holds
-    /// `monitor.lock` is corrected (the monitor was killed, or the host
+    /// Reads the state; a "running" state whose monitor no longer holds its
+    /// monitor lock is corrected (the monitor was killed, or the host
     /// went down).
     fn refresh(&self, id: &str) -> Result<State> {
         let state = self.read_state(id)?;
@@ -1017,33 +1049,68 @@ impl Containers {
 
     /// True while a monitor process owns container `id`.
     fn monitor_alive(&self, id: &str) -> bool {
-        matches!(
-            StoreLock::try_exclusive(&self.dir(id).join("monitor.lock")),
-            Ok(None)
-        )
+        std::fs::File::open(self.dir(id).join("state.json"))
+            .and_then(|f| ByteLock::is_held(&f, Hold::Monitor as u64))
+            .unwrap_or(false)
+    }
+
+    /// Waits for and takes lock `hold` of container `id`.
+    pub(crate) fn hold(&self, id: &str, hold: Hold) -> Result<ByteLock> {
+        Ok(ByteLock::exclusive(self.open_state(id)?, hold as u64)?)
+    }
+
+    /// Takes lock `hold` of container `id` unless someone holds it
+    /// (`None`). Does not wait.
+    pub(crate) fn try_hold(&self, id: &str, hold: Hold) -> Result<Option<ByteLock>> {
+        Ok(ByteLock::try_exclusive(self.open_state(id)?, hold as u64)?)
+    }
+
+    /// Opens container `id`'s `state.json` to read and rewrite, making it
+    /// (empty) if it is not there yet.
+    fn open_state(&self, id: &str) -> Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.dir(id).join("state.json"))
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ContainerError::NotFound(id.to_owned()))
+            }
+            file => Ok(file?),
+        }
     }
 
     /// Changes the state of `id` under a lock of its directory; returns the new
     /// state. A change that changes nothing writes nothing.
     pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut State)) -> Result<State> {
-        let dir = self.dir(id);
-        let _lock = match StoreLock::exclusive_dir(&dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ContainerError::NotFound(id.to_owned()))
-            }
-            lock => lock?,
-        };
-        let mut state = self.read_state(id)?;
+        let lock = self.hold(id, Hold::State)?;
+        let record = read_record(lock.file())?;
+        let mut state = parse_state(&record);
         let before = state.clone();
         change(&mut state);
         if state == before {
             return Ok(state);
         }
-        write_atomic(
-            &dir.join("state.json"),
-            &serde_json::to_vec(&state).expect("serialisable"),
-            false,
-        )?;
+        if state.error.len() > MAX_STATE_ERROR {
+            let mut end = MAX_STATE_ERROR;
+            while !state.error.is_char_boundary(end) {
+                end -= 1;
+            }
+            state.error.truncate(end);
+        }
+        // One write at the start of the file, padded to the old record's
+        // length (JSON allows trailing spaces): the file never shrinks, so
+        // no reader or crash sees a truncated one.
+        let mut bytes = serde_json::to_vec(&state).expect("serialisable");
+        if bytes.len() < record.len() {
+            bytes.resize(record.len(), b' ');
+        }
+        std::os::unix::fs::FileExt::write_all_at(lock.file(), &bytes, 0)?;
+        drop(lock);
         self.record_change(id, &before, &state);
         Ok(state)
     }
@@ -1057,22 +1124,28 @@ impl Containers {
         }
         let monitor = self.monitor.as_ref().ok_or(ContainerError::NoMonitor)?;
         let dir = self.dir(&c.id);
-        let stderr = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("monitor.log"))?
-            .into_parts()
-            .0;
         // The monitor writes one line once the container runs (or why it
-        // could not start), then closes its end.
-        let hosted = self
-            .host
-            .as_ref()
-            .filter(|_| host::hostable(&c.config))
-            .and_then(|h| Self::spawn_on(h, &c.id, &stderr));
-        let mut handshake = match hosted.or_else(|| self.fork_monitor(&c.id, &stderr)) {
+        // could not start), then closes its end. A guest host says all in
+        // that line; a monitor process writes what else goes wrong early
+        // to `monitor.log`.
+        let hosted = match self.host.as_ref().filter(|_| host::hostable(&c.config)) {
+            Some(h) => Self::spawn_on(h, &c.id, &crate::exec::linux::null(true)?.into()),
+            None => None,
+        };
+        let mut handshake = match hosted {
             Some(read) => read,
-            None => self.exec_monitor(monitor, &c.id, stderr)?,
+            None => {
+                let stderr = fs_err::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("monitor.log"))?
+                    .into_parts()
+                    .0;
+                match self.fork_monitor(&c.id, &stderr) {
+                    Some(read) => read,
+                    None => self.exec_monitor(monitor, &c.id, stderr)?,
+                }
+            }
         };
         let mut line = String::new();
         handshake.read_to_string(&mut line)?;
@@ -1647,7 +1720,9 @@ impl Containers {
             }
             if state.status == Status::Running {
                 // Blocks until the run ends.
-                drop(StoreLock::shared(&dir.join("run.lock"))?);
+                if let Ok(file) = std::fs::File::open(dir.join("state.json")) {
+                    drop(ByteLock::shared(file, Hold::Run as u64)?);
+                }
                 if self
                     .read_state(&id)
                     .is_ok_and(|s| s.status == Status::Running)
@@ -1671,7 +1746,7 @@ impl Containers {
         emit: &mut dyn FnMut(&logs::Entry) -> std::io::Result<()>,
     ) -> Result<()> {
         let window = query.window;
-        let mut reader = logs::LogReader::open(&self.log_path(id), false)?;
+        let mut reader = self.log_reader(id, false)?;
         let mut first = reader.read_new()?;
         first.retain(|e| window.contains(e));
         if let Some(n) = query.tail {
@@ -1831,6 +1906,29 @@ pub(crate) fn random_id() -> Result<String> {
 
 /// Writes a new file `path` (mode 0600, as the records may hold secrets
 /// from `-e`) holding `bytes`, and syncs it.
+/// The whole of a (locked) state record.
+fn read_record(mut file: &std::fs::File) -> Result<Vec<u8>> {
+    let mut record = Vec::with_capacity(512);
+    file.read_to_end(&mut record)?;
+    Ok(record)
+}
+
+/// A state record's state: none (an empty record) is a container never
+/// started; one that cannot be read is a dead container that says so.
+fn parse_state(record: &[u8]) -> State {
+    if record.iter().all(u8::is_ascii_whitespace) {
+        return State::default();
+    }
+    serde_json::from_slice(record).unwrap_or_else(|e| State {
+        status: Status::Dead,
+        exit_code: 255,
+        error: format!(
+            "its state.json could not be read ({e}): the host may have gone down while it was written"
+        ),
+        ..State::default()
+    })
+}
+
 fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     use fs_err::os::unix::fs::OpenOptionsExt as _;
     let mut f = fs_err::OpenOptions::new()
@@ -1843,17 +1941,14 @@ fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Replaces `path` with `bytes`: temp file beside it, rename. Readers,
-/// and a crash of any process, see the old or the new content, never a
-/// mix. `sync`: the new content is on the disk before the rename (for a
-/// host crash); state records are not synced (see `read_state`).
-fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+/// Replaces `path` with `bytes`: temp file beside it, synced, rename.
+/// Readers, and a crash of any process or of the host, see the old or
+/// the new content, never a mix.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("a file in a directory");
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    if sync {
-        tmp.as_file().sync_data()?;
-    }
+    tmp.as_file().sync_data()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -1898,7 +1993,6 @@ mod tests {
         write_atomic(
             &cs.dir(id).join("config.json"),
             &serde_json::to_vec(&c).unwrap(),
-            true,
         )
         .unwrap();
     }
@@ -1910,10 +2004,19 @@ mod tests {
         let cs = Containers::open(&store).unwrap();
         let id = "cd56".repeat(16);
         made_by_hand(&cs, &id, "lost");
-        // Never started: no state record yet.
+        // Never started: no state record yet, or an empty one.
         assert_eq!(cs.get("lost").unwrap().state.status, Status::Created);
-        // What a host crash in the middle of a replacement can leave.
-        fs_err::write(cs.dir(&id).join("state.json"), b"").unwrap();
+        let record = cs.dir(&id).join("state.json");
+        fs_err::write(&record, b"").unwrap();
+        assert_eq!(cs.get("lost").unwrap().state.status, Status::Created);
+        // A shorter record rewrites a longer one in place.
+        cs.update(&id, |s| s.error = "x".repeat(4000)).unwrap();
+        assert_eq!(cs.get("lost").unwrap().state.error.len(), MAX_STATE_ERROR);
+        cs.update(&id, |s| s.error.clear()).unwrap();
+        assert_eq!(cs.get("lost").unwrap().state, State::default());
+        assert!(fs_err::metadata(&record).unwrap().len() > MAX_STATE_ERROR as u64);
+        // What a host crash in the middle of a rewrite can leave.
+        fs_err::write(&record, b"{\"status\":\"runn").unwrap();
         let state = cs.get("lost").unwrap().state;
         assert_eq!((state.status, state.exit_code), (Status::Dead, 255));
         assert!(

@@ -12,9 +12,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::logs::{Framing, LogWriter};
-use super::{now_ns, Container, ContainerError, Containers, Result, State, Status};
+use super::{now_ns, Container, ContainerError, Containers, Hold, Result, State, Status};
 use crate::exec::{self, Interrupt};
-use crate::store::{Store, StoreLock};
+use crate::store::{ByteLock, Store};
 
 /// Signals a monitor handles: they end a wasm guest (which has no signal
 /// handlers) with 128 + the signal; a Linux container's init receives
@@ -51,7 +51,7 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
         }
     };
     let dir = cs.dir(&id);
-    let Some(_alive) = StoreLock::try_exclusive(&dir.join("monitor.lock"))? else {
+    let Some(_alive) = cs.try_hold(&id, Hold::Monitor)? else {
         handshake.answer("error 125 the container is already running");
         return Ok(1);
     };
@@ -66,7 +66,7 @@ pub fn run_monitor(store: &Store, id: &str) -> Result<i32> {
             None => connect_stdin(&dir.join("stdin"), c.config.stdin_once)?,
         }
     }
-    let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation()?)?;
+    let log = LogWriter::open(&cs.log_path(&id), c.config.log_rotation()?);
     let signals = Signals::install()?;
     cs.update(&id, |s| {
         s.restart_count = 0;
@@ -233,13 +233,12 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Runs the container once; `started` hears whether it started. The
-    /// state says `running` (with `run.lock` held) exactly while it runs,
+    /// state says `running` (with its run lock held) exactly while it runs,
     /// and records the exit (or the failure to start) before the lock is
     /// released.
     fn once(&self, started: &Started) -> i32 {
         let id = &self.c.id;
-        let dir = self.cs.dir(id);
-        let run_lock = match StoreLock::exclusive(&dir.join("run.lock")) {
+        let run_lock = match self.cs.hold(id, Hold::Run) {
             Ok(l) => l,
             Err(e) => {
                 started.failed(exec::EXIT_WHARF_ERROR, &e.to_string());
@@ -267,7 +266,7 @@ impl Run<'_> {
         code
     }
 
-    fn failed(&self, started: &Started, e: ContainerError, run_lock: StoreLock) -> i32 {
+    fn failed(&self, started: &Started, e: ContainerError, run_lock: ByteLock) -> i32 {
         let code = error_code(&e);
         let _ = self.cs.update(&self.c.id, |s| {
             s.status = Status::Exited;

@@ -1064,8 +1064,7 @@ impl Api {
         let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
         let logs_too = q.flag("logs");
         let tty = c.config.tty;
-        let mut reader = logs::LogReader::open(&cs.log_path(&c.id), !logs_too)
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut reader = cs.log_reader(&c.id, !logs_too)?;
         let input = q.flag("stdin") && c.config.open_stdin;
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {

@@ -1055,7 +1055,7 @@ fn send_signal(pid: i32, sig: i32) {
 }
 
 /// `/dev/null`, for writing or for reading.
-fn null(write: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+pub(crate) fn null(write: bool) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(std::fs::OpenOptions::new()
         .read(!write)
         .write(write)

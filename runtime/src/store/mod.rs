@@ -35,7 +35,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::image::canonical_json;
 use crate::reference::Reference;
 
-pub use lock::StoreLock;
+pub use lock::{ByteLock, StoreLock};
 pub use usage::{CacheRecord, DiskUsage, Pruned, Usage};
 
 /// The annotation that names an image in `index.json`.
