@@ -10,7 +10,7 @@
 //! ([`run_monitor`]) started by [`Containers::start`] from whichever
 //! program the host names ([`MonitorCommand`]); the monitor holds a lock
 //! for its whole life and another while the container's process runs,
-//! both bytes of `state.json` ([`Hold`]), so any process can tell, without
+//! both bytes of `state.json`, so any process can tell, without
 //! trusting a pid, whether a container still runs.
 
 pub mod docker;

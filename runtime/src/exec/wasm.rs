@@ -100,7 +100,7 @@ pub struct WasmExecutor {
 /// Engines (one with fuel metering, one without) and the code compiled
 /// for them, shared by every guest a long-lived process runs, so a run
 /// neither builds an engine nor loads compiled code again, nor links a
-/// module to WASI again (its imports resolved once: [`Linked`]). Guests on a
+/// module to WASI again (its imports resolved once). Guests on a
 /// shared engine are stopped, paused and timed out each through its own
 /// epoch callback, since an epoch bump reaches every guest of the engine.
 #[derive(Default)]
