@@ -483,6 +483,12 @@ fn a_killed_run_is_cleaned_up_by_the_next_one() {
     child.wait().unwrap();
     let containers = env.root.path().join("wharf/overlays");
     assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 1);
+    // (Looked for a while: as its shell execs the sleep, the process has
+    // no command line to read for a moment.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_running(&marker) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         processes_running(&marker) >= 1,
         "the orphan should still run; wharf's stderr: {:?}; processes: {:?}",
