@@ -386,6 +386,12 @@ pub(crate) enum Hold {
     State = 2,
 }
 
+/// The lock files of containers whose monitor an older wharf started
+/// (before [`Hold`]): still honoured, so an upgrade does not see them as
+/// dead while they run.
+const LEGACY_MONITOR_LOCK: &str = "monitor.lock";
+const LEGACY_RUN_LOCK: &str = "run.lock";
+
 /// Longest `error` a state record keeps, so that a record stays far
 /// inside one page and its rewrite is a single write a crash of the
 /// writing process cannot tear.
@@ -1052,6 +1058,8 @@ impl Containers {
         std::fs::File::open(self.dir(id).join("state.json"))
             .and_then(|f| ByteLock::is_held(&f, Hold::Monitor as u64))
             .unwrap_or(false)
+            // A monitor of an older wharf, whose locks were files.
+            || StoreLock::in_use(&self.dir(id).join(LEGACY_MONITOR_LOCK))
     }
 
     /// Waits for and takes lock `hold` of container `id`.
@@ -1723,6 +1731,11 @@ impl Containers {
                 if let Ok(file) = std::fs::File::open(dir.join("state.json")) {
                     drop(ByteLock::shared(file, Hold::Run as u64)?);
                 }
+                // (Or that of an older wharf's monitor, a file.)
+                match StoreLock::shared_existing(&dir.join(LEGACY_RUN_LOCK)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    lock => drop(lock?),
+                }
                 if self
                     .read_state(&id)
                     .is_ok_and(|s| s.status == Status::Running)
@@ -2027,6 +2040,30 @@ mod tests {
         // Such a container can still be removed.
         cs.remove("lost", false).unwrap();
         assert!(matches!(cs.get("lost"), Err(ContainerError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_monitor_of_an_older_wharf_still_counts_by_its_lock_file() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let cs = Containers::open(&store).unwrap();
+        let id = "ef78".repeat(16);
+        made_by_hand(&cs, &id, "old");
+        let running = State {
+            status: Status::Running,
+            pid: 1,
+            ..State::default()
+        };
+        fs_err::write(
+            cs.dir(&id).join("state.json"),
+            serde_json::to_vec(&running).unwrap(),
+        )
+        .unwrap();
+        let old_monitor = StoreLock::exclusive(&cs.dir(&id).join(LEGACY_MONITOR_LOCK)).unwrap();
+        assert_eq!(cs.get("old").unwrap().state.status, Status::Running);
+        drop(old_monitor);
+        let state = cs.get("old").unwrap().state;
+        assert_eq!((state.status, state.exit_code), (Status::Dead, 255));
     }
 
     #[test]

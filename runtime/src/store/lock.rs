@@ -85,9 +85,16 @@ impl StoreLock {
         }
     }
 
-    /// True when some process holds a lock on the directory `dir` (a
-    /// snapshot that a running guest still uses). Does not wait.
-    pub fn dir_in_use(dir: &Path) -> bool {
+    /// Waits for and takes a shared lock on the existing file `path`
+    /// (none is made: `NotFound` if it is not there).
+    pub fn shared_existing(path: &Path) -> io::Result<StoreLock> {
+        Self::take_dir(path, FlockOperation::LockShared)
+    }
+
+    /// True when some process holds a lock on the existing directory or
+    /// file `dir` (a snapshot that a running guest still uses). Does not
+    /// wait.
+    pub fn in_use(dir: &Path) -> bool {
         let Ok(file) = File::open(dir) else {
             return false;
         };

@@ -676,7 +676,7 @@ impl Store {
             match Digest::from_hex(&name) {
                 // A snapshot that a running guest still uses stays (with its
                 // compiled module) until a later collection.
-                Ok(d) if live_manifests.contains(&d) || StoreLock::dir_in_use(&entry.path()) => {
+                Ok(d) if live_manifests.contains(&d) || StoreLock::in_use(&entry.path()) => {
                     if let Ok(m) = fs_err::read_to_string(entry.path().join("module-digest")) {
                         if let Ok(md) = m.trim().parse::<Digest>() {
                             live_modules.insert(md);
@@ -695,7 +695,7 @@ impl Store {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let keep = Digest::from_hex(&name).is_ok_and(|d| live_blobs.contains(&d))
-                || StoreLock::dir_in_use(&entry.path());
+                || StoreLock::in_use(&entry.path());
             if !keep {
                 freed += dir_size(&entry.path());
                 fs_err::remove_dir_all(entry.path())?;

@@ -92,7 +92,7 @@ impl Store {
             let size = dir_size(&path);
             let name = entry.file_name().to_string_lossy().into_owned();
             let active = Digest::from_hex(&name).is_ok_and(|d| active_manifests.contains(&d))
-                || StoreLock::dir_in_use(&path);
+                || StoreLock::in_use(&path);
             usage.snapshots.add(size, active);
             if active {
                 if let Ok(m) = std::fs::read_to_string(path.join("module-digest")) {
@@ -107,7 +107,7 @@ impl Store {
             let size = dir_size(&path);
             let name = entry.file_name().to_string_lossy().into_owned();
             let active = Digest::from_hex(&name).is_ok_and(|d| active_blobs.contains(&d))
-                || StoreLock::dir_in_use(&path);
+                || StoreLock::in_use(&path);
             usage.snapshots.add(size, active);
         }
         for entry in read_dir(&self.meta_dir().join("modules"))? {
